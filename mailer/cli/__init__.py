@@ -1,0 +1,1 @@
+"""The `mailer` command. Each module here with `register(app)` adds its commands."""

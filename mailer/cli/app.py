@@ -1,0 +1,57 @@
+"""Entry point: global options, then every command module found in mailer/cli/."""
+
+from __future__ import annotations
+
+import importlib
+import pkgutil
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+import mailer.cli as cli_pkg
+from mailer.cli.common import MailerGroup, setup_logging, state
+
+app = typer.Typer(
+    cls=MailerGroup,
+    help="mailer: HIPAA-aware email campaigns. Exit codes: 0 ok, 1 failure or findings, "
+    "2 usage or input error, 3 refused by a compliance rule (the rule ID is printed).",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    rich_markup_mode=None,
+    add_completion=False,
+)
+
+
+@app.callback()
+def _global(
+    ctx: typer.Context,
+    config: Annotated[Path | None, typer.Option("--config", "-c", help="Settings file (default: $MAILER_CONFIG, else built-in defaults).", envvar="MAILER_CONFIG")] = None,
+    actor: Annotated[str | None, typer.Option("--actor", help="Who is acting, for the ledger (default: $MAILER_USER or the OS user).")] = None,
+    verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Log progress to stderr (never PHI).")] = False,
+) -> None:
+    st = state(ctx)
+    st.config = config
+    st.actor = actor
+    setup_logging(verbose)
+
+
+def _register_all() -> None:
+    for info in sorted(pkgutil.iter_modules(cli_pkg.__path__), key=lambda m: m.name):
+        if info.name in ("app", "common"):
+            continue
+        module = importlib.import_module(f"mailer.cli.{info.name}")
+        register = getattr(module, "register", None)
+        if register is not None:
+            register(app)
+
+
+_register_all()
+
+
+def main() -> None:
+    app()
+
+
+if __name__ == "__main__":
+    main()

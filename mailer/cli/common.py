@@ -1,0 +1,103 @@
+"""Shared CLI plumbing: the runtime for a command, consoles, and the one error handler."""
+
+from __future__ import annotations
+
+import json
+import logging
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import click
+import typer
+from rich.console import Console
+from typer.core import TyperGroup
+
+from mailer.config import load_settings
+from mailer.errors import ComplianceRefusal, ImportRejected, MailerError
+from mailer.redact import RedactingFilter
+from mailer.runtime import Runtime
+
+out = Console(highlight=False, soft_wrap=True)
+err = Console(stderr=True, highlight=False, soft_wrap=True)
+
+
+@dataclass
+class State:
+    config: Path | None = None
+    actor: str | None = None
+    _runtime: Runtime | None = field(default=None, repr=False)
+
+    def runtime(self) -> Runtime:
+        if self._runtime is None:
+            self._runtime = Runtime(load_settings(self.config))
+        return self._runtime
+
+
+def state(ctx: typer.Context) -> State:
+    root = ctx.find_root()
+    if not isinstance(root.obj, State):
+        root.obj = State()
+    return root.obj
+
+
+def runtime(ctx: typer.Context) -> Runtime:
+    return state(ctx).runtime()
+
+
+def actor(ctx: typer.Context, given: str | None = None) -> str:
+    """Who acts (SEC-1): --actor, else $MAILER_USER, else the OS user."""
+    import getpass
+    import os
+
+    return given or state(ctx).actor or os.environ.get("MAILER_USER") or getpass.getuser()
+
+
+def report_error(e: MailerError) -> None:
+    """One place that prints errors: message, rule IDs, the fix, never PHI."""
+    err.print(f"[bold red]error:[/] {e.message}", markup=True, highlight=False)
+    if isinstance(e, ImportRejected):
+        for p in e.problems[:200]:
+            err.print(f"  {e.path}:{p.line}: {p.field}: {p.reason}", markup=False)
+        if len(e.problems) > 200:
+            err.print(f"  ... and {len(e.problems) - 200} more", markup=False)
+    if isinstance(e, ComplianceRefusal):
+        for r in e.refusals:
+            who = f" ({r.count} contact(s))" if r.count is not None else ""
+            err.print(f"  refused by {r.rule}{who}: {r.reason}", markup=False)
+            if r.fix:
+                err.print(f"    to satisfy it: {r.fix}", markup=False)
+    elif e.rules:
+        err.print(f"  rule: {', '.join(e.rules)}", markup=False)
+    if e.hint and not isinstance(e, ComplianceRefusal):
+        err.print(f"  fix: {e.hint}", markup=False)
+
+
+class MailerGroup(TyperGroup):
+    """Maps MailerError to exit codes (2 input, 3 refused, 1 other) for every subcommand."""
+
+    def invoke(self, ctx: click.Context) -> Any:
+        try:
+            return super().invoke(ctx)
+        except MailerError as e:
+            report_error(e)
+            raise click.exceptions.Exit(e.exit_code) from None
+
+
+def new_app(help_text: str) -> typer.Typer:
+    return typer.Typer(help=help_text, no_args_is_help=True, pretty_exceptions_enable=False,
+                       rich_markup_mode=None, add_completion=False)
+
+
+def setup_logging(verbose: bool) -> None:
+    handler = logging.StreamHandler(sys.stderr)
+    handler.addFilter(RedactingFilter())
+    handler.setFormatter(logging.Formatter("%(levelname)s %(name)s: %(message)s"))
+    root = logging.getLogger()
+    root.handlers[:] = [handler]
+    root.setLevel(logging.INFO if verbose else logging.WARNING)
+
+
+def print_json(data: Any) -> None:
+    sys.stdout.write(json.dumps(data, indent=2, default=str) + "\n")

@@ -1,0 +1,124 @@
+"""Recipient + rendered template -> RFC 5322 message bytes, one recipient per message.
+
+The message is assembled as bytes from a per-campaign skeleton (perf-notes: the stdlib
+`EmailMessage` builder costs ~4 ms a message; this costs ~60 µs). Encoders are the
+stdlib's (binascii quoted-printable, email.header for RFC 2047); tests parse every
+shape of output back with the stdlib parser.
+"""
+
+from __future__ import annotations
+
+import binascii
+import hashlib
+import secrets
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from email.header import Header
+from email.utils import format_datetime, formataddr
+
+from mailer.errors import InputError
+from mailer.templates import Rendered
+
+CRLF = b"\r\n"
+ONE_CLICK = b"List-Unsubscribe-Post: List-Unsubscribe=One-Click"  # RFC 8058 §3.1, exactly
+
+
+@dataclass(frozen=True)
+class OutboundMessage:
+    """What the transport needs: one envelope recipient (SEND-1) and the bytes."""
+
+    envelope_from: str
+    recipient: str
+    data: bytes
+    message_id: str
+
+    @property
+    def sha256(self) -> str:
+        return hashlib.sha256(self.data).hexdigest()
+
+
+def _header_value(value: str, name: str) -> bytes:
+    """RFC 2047-encode non-ASCII, fold long lines (STD-1: lines <= 998)."""
+    if any(c in value for c in "\r\n"):
+        raise InputError(f"header {name} contains a line break", hint="remove line breaks from the template field")
+    if value.isascii() and len(value) + len(name) < 76:
+        return value.encode("ascii")
+    return Header(value, "utf-8", header_name=name).encode(linesep="\r\n").encode("ascii")
+
+
+def _qp(text: str) -> bytes:
+    body = text.replace("\r\n", "\n").encode("utf-8")
+    encoded = binascii.b2a_qp(body, quotetabs=False, istext=True, header=False)
+    return encoded.replace(b"\n", CRLF)
+
+
+class Composer:
+    """Builds the campaign's fixed part once; `compose` fills in the per-recipient part."""
+
+    def __init__(
+        self,
+        *,
+        from_address: str,
+        from_domain: str | None = None,
+        envelope_from: str,
+        list_id: str,
+        reply_to: str = "",
+        campaign_id: int = 0,
+        signer: Callable[[bytes], bytes] | None = None,
+        clock: Callable[[], datetime] | None = None,
+    ) -> None:
+        self.from_address = from_address
+        self.envelope_from = envelope_from
+        self.domain = from_domain or from_address.rpartition("@")[2]
+        self.campaign_id = campaign_id
+        self.signer = signer
+        self.clock = clock or (lambda: datetime.now(UTC))
+        self.boundary = "=_m_" + secrets.token_hex(12)
+        fixed = [
+            b"MIME-Version: 1.0",
+            b"List-Id: <" + list_id.encode("ascii") + b">",
+        ]
+        if reply_to:
+            fixed.append(b"Reply-To: " + reply_to.encode("ascii"))
+        fixed.append(b'Content-Type: multipart/alternative; boundary="' + self.boundary.encode() + b'"')
+        self._fixed = CRLF.join(fixed) + CRLF
+        b = self.boundary.encode()
+        self._text_open = b"--" + b + CRLF + b'Content-Type: text/plain; charset="utf-8"' + CRLF + \
+            b"Content-Transfer-Encoding: quoted-printable" + CRLF + CRLF
+        self._html_open = CRLF + b"--" + b + CRLF + b'Content-Type: text/html; charset="utf-8"' + CRLF + \
+            b"Content-Transfer-Encoding: quoted-printable" + CRLF + CRLF
+        self._close = CRLF + b"--" + b + b"--" + CRLF
+        self._from_cache: dict[str, bytes] = {}
+
+    def message_id(self, delivery_id: int) -> str:
+        """Campaign and delivery ids plus 128 random bits; never derived from the address (PHI-6)."""
+        return f"<{self.campaign_id}.{delivery_id}.{secrets.token_hex(16)}@{self.domain}>"
+
+    def _from(self, name: str) -> bytes:
+        cached = self._from_cache.get(name)
+        if cached is None:
+            cached = b"From: " + formataddr((name, self.from_address), charset="utf-8").encode("ascii")
+            self._from_cache[name] = cached
+        return cached
+
+    def compose(self, *, recipient: str, rendered: Rendered, message_id: str, unsubscribe_url: str) -> OutboundMessage:
+        if not unsubscribe_url.startswith("https://"):
+            raise InputError("unsubscribe URL must be https", rules=("STD-3",), hint="set unsubscribe.base_url to an https URL")
+        if any(c in recipient for c in "\r\n,;<>"):
+            raise InputError("recipient address has characters not allowed in a single address", rules=("SEND-1",))
+        head = b"".join((
+            self._from(rendered.from_name), CRLF,
+            b"To: ", recipient.encode("utf-8"), CRLF,
+            b"Subject: ", _header_value(rendered.subject, "Subject"), CRLF,
+            b"Date: ", format_datetime(self.clock()).encode("ascii"), CRLF,
+            b"Message-ID: ", message_id.encode("ascii"), CRLF,
+            b"List-Unsubscribe: <", unsubscribe_url.encode("ascii"), b">", CRLF,
+            ONE_CLICK, CRLF,
+            self._fixed,
+        ))
+        body = b"".join((CRLF, self._text_open, _qp(rendered.text), self._html_open, _qp(rendered.html), self._close))
+        data = head + body
+        if self.signer is not None:
+            data = self.signer(data) + data
+        return OutboundMessage(self.envelope_from, recipient, data, message_id)

@@ -1,0 +1,184 @@
+"""Typed settings from one TOML file plus environment overrides, validated once at start-up.
+
+Components never read the environment themselves: `load_settings` is called where the
+pieces are wired (the CLI) and the result is passed in. Secrets (the SMTP password) are
+read from the variable the config names and never printed.
+"""
+
+from __future__ import annotations
+
+import os
+import tomllib
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any, Literal
+from urllib.parse import urlsplit
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator
+
+from mailer.errors import ConfigError
+
+ENV_CONFIG = "MAILER_CONFIG"
+ENV_DATABASE_URL = "MAILER_DATABASE_URL"
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class DatabaseSettings(_Section):
+    url: str = "sqlite:///mailer.db"
+
+
+class KeySettings(_Section):
+    file: Path = Path("keys.json")
+
+
+class CenterSettings(_Section):
+    name: str = "Example Imaging Center"
+    postal_address: str = ""  # SPAM-8: street address, registered PO box or CMRA box
+    phone: str = ""
+    website: str = ""
+    timezone: str = "UTC"
+
+    @field_validator("timezone")
+    @classmethod
+    def _tz(cls, value: str) -> str:
+        try:
+            ZoneInfo(value)
+        except (ZoneInfoNotFoundError, ValueError):
+            raise ValueError(f"unknown time zone {value!r}; use an IANA name like America/Chicago") from None
+        return value
+
+
+class SenderSettings(_Section):
+    from_address: str = "news@example.org"
+    from_name: str = "Example Imaging Center"
+    envelope_from: str = ""  # bounce address; defaults to from_address
+    reply_to: str = ""
+    list_id: str = "newsletter.example.org"  # RFC 2919; carries no PHI
+
+    @field_validator("from_address", "envelope_from", "reply_to")
+    @classmethod
+    def _addr(cls, value: str) -> str:
+        if value and ("@" not in value or any(c in value for c in " <>,")):
+            raise ValueError("must be a bare address like news@example.org")
+        return value
+
+
+class SMTPSettings(_Section):
+    host: str = "localhost"
+    port: int = Field(default=587, ge=1, le=65535)
+    tls: Literal["starttls", "implicit"] = "starttls"  # TLS-1: never plaintext
+    ca_file: Path | None = None  # trust a private relay's CA; verification stays on (TLS-3)
+    username: str = ""
+    password_env: str = "MAILER_SMTP_PASSWORD"
+    local_hostname: str = "mailer.localdomain"
+    connections: int = Field(default=4, ge=1, le=64)
+    timeout: float = Field(default=30.0, gt=0)
+    operated_by_covered_entity: bool = False  # BAA-1: relay run by the covered entity itself
+
+    @field_validator("ca_file", mode="before")
+    @classmethod
+    def _empty_is_none(cls, value: Any) -> Any:
+        return None if value in ("", None) else value
+
+    def password(self) -> SecretStr | None:
+        value = os.environ.get(self.password_env, "")
+        return SecretStr(value) if value else None
+
+
+class UnsubscribeSettings(_Section):
+    base_url: str = "https://example.org/u/"  # STD-3: must be https
+    token_days: int = Field(default=60, ge=30)  # SPAM-4: works >= 30 days after sending
+
+
+class LimitSettings(_Section):
+    messages_per_second: float = Field(default=0.0, ge=0)  # 0 = unlimited
+    per_domain_per_minute: dict[str, int] = Field(default_factory=dict)
+    max_attempts: int = Field(default=4, ge=1, le=20)
+    retry_base_seconds: float = Field(default=1.0, ge=0)
+    pause_after_failures: int = Field(default=20, ge=1)
+    claim_batch: int = Field(default=32, ge=1, le=1000)  # the in-flight window
+
+
+class FieldSettings(_Section):
+    """Which contact columns are PHI (clinical) and how they are typed."""
+
+    clinical: dict[str, Literal["list", "date", "text"]] = Field(
+        default_factory=lambda: {"conditions": "list", "procedures": "list", "last_exam_date": "date"}
+    )
+    list_separator: str = ";"
+
+
+class DKIMSettings(_Section):
+    enabled: bool = False
+    domain: str = ""
+    selector: str = ""
+
+
+class Settings(_Section):
+    database: DatabaseSettings = DatabaseSettings()
+    keys: KeySettings = KeySettings()
+    center: CenterSettings = CenterSettings()
+    sender: SenderSettings = SenderSettings()
+    smtp: SMTPSettings = SMTPSettings()
+    unsubscribe: UnsubscribeSettings = UnsubscribeSettings()
+    limits: LimitSettings = LimitSettings()
+    fields: FieldSettings = FieldSettings()
+    dkim: DKIMSettings = DKIMSettings()
+    source: str = "<defaults>"
+
+    @property
+    def envelope_from(self) -> str:
+        return self.sender.envelope_from or self.sender.from_address
+
+    @property
+    def unsubscribe_is_https(self) -> bool:
+        return urlsplit(self.unsubscribe.base_url).scheme == "https"
+
+
+def settings_from_mapping(data: Mapping[str, Any], *, source: str = "<mapping>") -> Settings:
+    try:
+        return Settings.model_validate({**data, "source": source})
+    except ValidationError as err:
+        first = err.errors()[0]
+        key = ".".join(str(p) for p in first["loc"])
+        msg = first["msg"]
+        if first["type"] == "extra_forbidden":
+            msg = "unknown setting"
+            fix = "remove it or check its spelling against config/mailer.example.toml"
+        else:
+            fix = "see config/mailer.example.toml for the accepted values"
+        raise ConfigError(f"{source}: setting '{key}': {msg}", hint=fix) from None
+
+
+def load_settings(path: Path | str | None = None, env: Mapping[str, str] | None = None) -> Settings:
+    """Settings from PATH (or $MAILER_CONFIG), then $MAILER_DATABASE_URL on top."""
+    env = os.environ if env is None else env
+    chosen = path or env.get(ENV_CONFIG)
+    data: dict[str, Any] = {}
+    source = "<defaults>"
+    if chosen:
+        p = Path(chosen)
+        try:
+            data = tomllib.loads(p.read_text())
+        except FileNotFoundError:
+            raise ConfigError(f"config file {p} not found", hint="pass --config PATH or set MAILER_CONFIG") from None
+        except tomllib.TOMLDecodeError as err:
+            raise ConfigError(f"{p}: not valid TOML: {err}") from None
+        source = str(p)
+        base = p.parent
+        for section, key in (("keys", "file"), ("smtp", "ca_file")):
+            part = data.get(section, {})
+            if isinstance(part, dict) and part.get(key) and not Path(part[key]).is_absolute():
+                part[key] = str(base / part[key])
+        db = data.get("database", {})
+        if isinstance(db, dict) and str(db.get("url", "")).startswith("sqlite:///") and not db["url"].startswith("sqlite:////"):
+            rel = db["url"][len("sqlite:///"):]
+            if rel and rel != ":memory:":
+                db["url"] = "sqlite:///" + str(base / rel)
+    if env.get(ENV_DATABASE_URL):
+        data.setdefault("database", {})["url"] = env[ENV_DATABASE_URL]
+    return settings_from_mapping(data, source=source)

@@ -1,0 +1,1 @@
+"""Every query mailer runs, grouped by the records they touch."""

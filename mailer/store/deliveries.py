@@ -1,0 +1,274 @@
+"""The per-recipient send queue: freeze, claim before sending, record after.
+
+A row is `claimed` (with its Message-ID and unsubscribe token made durable) in one
+commit before its message leaves, and `recorded` (sent/failed/skipped) with its ledger
+entry in one commit after. Rows still `claimed` when no sender runs are `uncertain`:
+never resent without an operator, so nobody gets the same message twice.
+"""
+
+from __future__ import annotations
+
+import secrets
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from sqlalchemy import Engine, bindparam, func, insert, select, update
+
+from mailer.crypto import new_token, token_hash
+from mailer.db import writing
+from mailer.ledger import AUDIENCE, SEND, Event, Ledger
+from mailer.models import Contact, Delivery, UnsubscribeToken, utcnow
+
+PENDING, CLAIMED, SENT, FAILED, SKIPPED, UNCERTAIN = (
+    "pending",
+    "claimed",
+    "sent",
+    "failed",
+    "skipped",
+    "uncertain",
+)
+DEFERRED = "deferred"  # an attempt that will be retried: a ledger entry, no state change
+FINAL = (SENT, FAILED, SKIPPED)
+_T = Delivery.__table__  # type: ignore[attr-defined]
+_TOK = UnsubscribeToken.__table__  # type: ignore[attr-defined]
+_C = Contact.__table__  # type: ignore[attr-defined]
+
+
+@dataclass(frozen=True)
+class Claimed:
+    delivery_id: int
+    contact_id: int
+    authorization_id: int | None
+    message_id: str
+    token: str  # clear only in memory; the table keeps its SHA-256
+    attempts: int
+
+
+@dataclass(frozen=True)
+class Outcome:
+    delivery_id: int
+    status: str  # sent | failed | skipped | pending (released: never left this machine)
+    event: Event | None = None
+    smtp_code: int | None = None
+
+
+def freeze_audience(
+    engine: Engine,
+    ledger: Ledger,
+    campaign_id: int,
+    run: int,
+    members: Iterable[tuple[int, int | None]],
+    *,
+    actor: str | None = None,
+    batch: int = 2000,
+) -> tuple[int, str]:
+    """Snapshot the audience as pending rows; its hash goes to the ledger. Streams `members`."""
+    import hashlib
+
+    digest = hashlib.sha256()
+    count = 0
+    with writing(engine) as conn:
+        rows: list[dict[str, Any]] = []
+        for contact_id, auth_id in members:
+            digest.update(f"{contact_id}:{auth_id or ''}\n".encode())
+            rows.append(
+                {
+                    "campaign_id": campaign_id,
+                    "run": run,
+                    "contact_id": contact_id,
+                    "authorization_id": auth_id,
+                    "status": PENDING,
+                    "attempts": 0,
+                    "rule_ids": "",
+                    "updated_at": utcnow(),
+                }
+            )
+            if len(rows) >= batch:
+                conn.execute(insert(_T), rows)
+                count += len(rows)
+                rows = []
+        if rows:
+            conn.execute(insert(_T), rows)
+            count += len(rows)
+        h = digest.hexdigest()
+        ledger.append_in(
+            conn,
+            [
+                Event(
+                    kind=AUDIENCE,
+                    campaign_id=campaign_id,
+                    actor=actor,
+                    detail={"run": run, "recipients": count, "audience_sha256": h},
+                )
+            ],
+        )
+    return count, h
+
+
+def claim_batch(
+    engine: Engine,
+    campaign_id: int,
+    run: int,
+    n: int,
+    *,
+    domain: str,
+    worker: str = "",
+    statuses: Sequence[str] = (PENDING,),
+) -> list[Claimed]:
+    """Claim up to n rows in one commit; FOR UPDATE SKIP LOCKED lets workers share a queue."""
+    with writing(engine) as conn:
+        q = (
+            select(
+                _T.c.id,
+                _T.c.contact_id,
+                _T.c.authorization_id,
+                _T.c.attempts,
+                _T.c.message_id,
+                _C.c.email_hash,
+            )
+            .join(_C, _C.c.id == _T.c.contact_id)
+            .where(
+                _T.c.campaign_id == campaign_id, _T.c.run == run, _T.c.status.in_(list(statuses))
+            )
+            .order_by(_T.c.id)
+            .limit(n)
+        )
+        if conn.dialect.name == "postgresql":
+            q = q.with_for_update(of=_T, skip_locked=True)
+        rows = conn.execute(q).all()
+        if not rows:
+            return []
+        now = utcnow()
+        claimed = []
+        hashes = {r.id: r.email_hash for r in rows}
+        for r in rows:
+            # Keep an existing Message-ID on a resend so receivers can de-duplicate.
+            mid = r.message_id or f"<{campaign_id}.{r.id}.{secrets.token_hex(16)}@{domain}>"
+            claimed.append(
+                Claimed(r.id, r.contact_id, r.authorization_id, mid, new_token(), r.attempts + 1)
+            )
+        conn.execute(
+            update(_T)
+            .where(_T.c.id == bindparam("b_id"))
+            .values(
+                status=CLAIMED,
+                message_id=bindparam("b_mid"),
+                attempts=bindparam("b_att"),
+                claimed_at=now,
+                worker=worker or None,
+                updated_at=now,
+            ),
+            [{"b_id": c.delivery_id, "b_mid": c.message_id, "b_att": c.attempts} for c in claimed],
+        )
+        conn.execute(
+            insert(_TOK),
+            [
+                {
+                    "token_hash": token_hash(c.token),
+                    "email_hash": hashes[c.delivery_id],
+                    "contact_id": c.contact_id,
+                    "campaign_id": campaign_id,
+                    "created_at": now,
+                }
+                for c in claimed
+            ],
+        )
+        return claimed
+
+
+def record(engine: Engine, ledger: Ledger, outcomes: Sequence[Outcome]) -> None:
+    """Outcomes and their ledger entries in one commit (batched: never one commit per message)."""
+    if not outcomes:
+        return
+    now = utcnow()
+    changes = [o for o in outcomes if o.status != DEFERRED]
+    with writing(engine) as conn:
+        if changes:
+            conn.execute(
+                update(_T)
+                .where(_T.c.id == bindparam("b_id"), _T.c.status == CLAIMED)
+                .values(
+                    status=bindparam("b_status"),
+                    smtp_code=bindparam("b_code"),
+                    rule_ids=bindparam("b_rules"),
+                    updated_at=now,
+                ),
+                [
+                    {
+                        "b_id": o.delivery_id,
+                        "b_status": o.status,
+                        "b_code": o.smtp_code,
+                        "b_rules": ",".join(o.event.rule_ids) if o.event else "",
+                    }
+                    for o in changes
+                ],
+            )
+        ledger.append_in(conn, [o.event for o in outcomes if o.event is not None])
+
+
+def mark_uncertain(engine: Engine, ledger: Ledger, campaign_id: int, run: int) -> int:
+    """Rows claimed by a sender that is gone: report them, never resend them silently."""
+    with writing(engine) as conn:
+        rows = conn.execute(
+            select(_T.c.id, _T.c.contact_id, _T.c.message_id).where(
+                _T.c.campaign_id == campaign_id, _T.c.run == run, _T.c.status == CLAIMED
+            )
+        ).all()
+        if not rows:
+            return 0
+        conn.execute(
+            update(_T)
+            .where(_T.c.id.in_([r.id for r in rows]))
+            .values(status=UNCERTAIN, updated_at=utcnow())
+        )
+        ledger.append_in(
+            conn,
+            [
+                Event(
+                    kind=SEND,
+                    outcome=UNCERTAIN,
+                    campaign_id=campaign_id,
+                    contact_id=r.contact_id,
+                    message_id=r.message_id,
+                    detail={"delivery": r.id, "run": run},
+                )
+                for r in rows
+            ],
+        )
+    return len(rows)
+
+
+def requeue(engine: Engine, campaign_id: int, run: int, status: str) -> int:
+    """Operator's choice: put uncertain (resend --uncertain) or failed (retry-failed) rows back."""
+    with writing(engine) as conn:
+        res = conn.execute(
+            update(_T)
+            .where(_T.c.campaign_id == campaign_id, _T.c.run == run, _T.c.status == status)
+            .values(status=PENDING, updated_at=utcnow())
+        )
+        return int(res.rowcount or 0)
+
+
+def counts(engine: Engine, campaign_id: int, run: int | None = None) -> dict[str, int]:
+    q = (
+        select(_T.c.status, func.count())
+        .where(_T.c.campaign_id == campaign_id)
+        .group_by(_T.c.status)
+    )
+    if run is not None:
+        q = q.where(_T.c.run == run)
+    with engine.connect() as conn:
+        return {status: n for status, n in conn.execute(q)}
+
+
+def skip_rules(engine: Engine, campaign_id: int, run: int | None = None) -> dict[str, int]:
+    q = (
+        select(_T.c.rule_ids, func.count())
+        .where(_T.c.campaign_id == campaign_id, _T.c.status == SKIPPED)
+        .group_by(_T.c.rule_ids)
+    )
+    if run is not None:
+        q = q.where(_T.c.run == run)
+    with engine.connect() as conn:
+        return {rules or "-": n for rules, n in conn.execute(q)}

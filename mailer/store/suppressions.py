@@ -1,0 +1,39 @@
+"""Suppressions (unsubscribe, bounce, complaint) keyed by the address's lookup HMAC."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+from sqlalchemy import Engine, select
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+
+from mailer.db import writing
+from mailer.ledger import UNSUBSCRIBE, Event, Ledger
+from mailer.models import Suppression, utcnow
+
+_T = Suppression.__table__  # type: ignore[attr-defined]
+
+
+def suppressed_among(engine: Engine, email_hashes: Iterable[str]) -> set[str]:
+    hashes = list(email_hashes)
+    out: set[str] = set()
+    with engine.connect() as conn:
+        for i in range(0, len(hashes), 900):
+            out.update(r[0] for r in conn.execute(select(_T.c.email_hash).where(_T.c.email_hash.in_(hashes[i:i + 900]))))
+    return out
+
+
+def suppress(engine: Engine, ledger: Ledger, email_hash: str, reason: str, *, contact_id: int | None = None,
+             campaign_id: int | None = None, actor: str | None = None, kind: str = UNSUBSCRIBE,
+             rule_ids: tuple[str, ...] = ("SPAM-5",)) -> bool:
+    """Idempotent; returns True when this call added the suppression. Always a ledger entry."""
+    with writing(engine) as conn:
+        ins = (pg_insert if conn.dialect.name == "postgresql" else sqlite_insert)(_T)
+        res = conn.execute(ins.values(email_hash=email_hash, reason=reason, campaign_id=campaign_id, at=utcnow())
+                           .on_conflict_do_nothing(index_elements=["email_hash"]))
+        added = bool(res.rowcount)
+        ledger.append_in(conn, [Event(kind=kind, outcome=reason, contact_id=contact_id, campaign_id=campaign_id,
+                                      recipient_hash=email_hash, actor=actor, rule_ids=rule_ids,
+                                      detail={"new": added})])
+    return added

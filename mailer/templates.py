@@ -1,0 +1,255 @@
+"""Templates: sandboxed Jinja compiled once per version, CSS inlined once, content-hashed.
+
+A template folder holds `template.toml` (subject, preheader, from_name, purpose, waivers),
+`body.html.j2` and optionally `body.txt.j2`. The content hash covers exactly those files,
+so an approval bound to it is invalidated by any one-character edit (SEC-6).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+import tomllib
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from html.parser import HTMLParser
+from pathlib import Path
+from typing import Any
+from urllib.parse import unquote
+
+from jinja2 import StrictUndefined, TemplateSyntaxError, meta, nodes
+from jinja2.exceptions import SecurityError, UndefinedError
+from jinja2.sandbox import SandboxedEnvironment
+
+from mailer.errors import TemplateError
+
+PURPOSES = (
+    "newsletter",
+    "service-announcement",
+    "health-education",
+    "appointment-reminder",
+    "condition-targeted-marketing",
+    "third-party-marketing",
+)
+MARKETING_PURPOSES = ("condition-targeted-marketing", "third-party-marketing")
+
+# The fixed rendering context (PHI-1: minimum necessary). Nothing else resolves.
+CONTEXT_FIELDS: dict[str, frozenset[str] | None] = {
+    "contact": frozenset({"first_name", "preferred_name", "language"}),
+    "center": frozenset({"name", "postal_address", "phone", "website"}),
+    "campaign": frozenset({"name"}),
+    "unsubscribe_url": None,
+}
+TEMPLATE_FILES = ("template.toml", "body.html.j2", "body.txt.j2")
+_META_KEYS = {"subject", "preheader", "from_name", "purpose", "advertisement_notice", "sponsor", "waivers", "description"}
+
+
+@dataclass(frozen=True)
+class Rendered:
+    subject: str
+    preheader: str
+    from_name: str
+    html: str
+    text: str
+
+    def parts(self) -> dict[str, str]:
+        return {"subject": self.subject, "preheader": self.preheader, "from_name": self.from_name,
+                "html": self.html, "text": self.text}
+
+
+@dataclass
+class CompiledTemplate:
+    """Compiled once per campaign; `render` is the per-recipient hot path."""
+
+    name: str
+    path: Path
+    purpose: str
+    content_hash: str
+    meta: dict[str, Any]
+    _subject: Any = field(repr=False)
+    _preheader: Any = field(repr=False)
+    _from_name: Any = field(repr=False)
+    _html: Any = field(repr=False)
+    _text: Any = field(repr=False)
+    static_from_name: str | None = None
+
+    def render(self, context: Mapping[str, Any]) -> Rendered:
+        try:
+            return Rendered(
+                subject=" ".join(self._subject.render(context).split()),
+                preheader=" ".join(self._preheader.render(context).split()),
+                from_name=self.static_from_name if self.static_from_name is not None
+                else " ".join(self._from_name.render(context).split()),
+                html=self._html.render(context),
+                text=self._text.render(context),
+            )
+        except (UndefinedError, SecurityError) as err:
+            raise TemplateError(f"template {self.name}: {type(err).__name__} while rendering", rules=("PHI-1",)) from None
+
+
+def content_hash(path: Path) -> str:
+    """SHA-256 over the template's files, name and bytes, in a fixed order."""
+    h = hashlib.sha256()
+    for name in TEMPLATE_FILES:
+        f = path / name
+        if f.exists():
+            h.update(name.encode() + b"\0" + f.read_bytes() + b"\0")
+    return h.hexdigest()
+
+
+def load_meta(path: Path) -> dict[str, Any]:
+    toml_path = path / "template.toml"
+    try:
+        data = tomllib.loads(toml_path.read_text())
+    except FileNotFoundError:
+        raise TemplateError(f"{toml_path}: missing", hint="a template folder needs template.toml, body.html.j2") from None
+    except tomllib.TOMLDecodeError as err:
+        raise TemplateError(f"{toml_path}: not valid TOML: {err}") from None
+    unknown = set(data) - _META_KEYS
+    if unknown:
+        raise TemplateError(f"{toml_path}: unknown key(s) {sorted(unknown)}", hint=f"accepted: {sorted(_META_KEYS)}")
+    for key in ("subject", "from_name", "purpose"):
+        if not isinstance(data.get(key), str) or not data[key].strip():
+            raise TemplateError(f"{toml_path}: '{key}' is required")
+    if data["purpose"] not in PURPOSES:
+        raise TemplateError(f"{toml_path}: purpose {data['purpose']!r} is unknown", hint=f"one of {', '.join(PURPOSES)}")
+    data.setdefault("preheader", "")
+    return data
+
+
+def _environments() -> tuple[SandboxedEnvironment, SandboxedEnvironment]:
+    html = SandboxedEnvironment(autoescape=True, undefined=StrictUndefined, trim_blocks=True, lstrip_blocks=True)
+    text = SandboxedEnvironment(autoescape=False, undefined=StrictUndefined, trim_blocks=True, lstrip_blocks=True)
+    return html, text
+
+
+def check_context(source: str, env: SandboxedEnvironment, where: str) -> None:
+    """PHI-1 at compile time: only the fixed context, only its listed attributes."""
+    try:
+        ast = env.parse(source)
+    except TemplateSyntaxError as err:
+        raise TemplateError(f"{where}:{err.lineno}: Jinja syntax error: {err.message}") from None
+    for name in meta.find_undeclared_variables(ast):
+        if name not in CONTEXT_FIELDS:
+            raise TemplateError(
+                f"{where}: variable '{name}' is not in the template context", rules=("PHI-1",),
+                hint=f"use only {', '.join(sorted(CONTEXT_FIELDS))}",
+            )
+    for node in ast.find_all((nodes.Getattr, nodes.Getitem)):
+        base = node.node
+        if isinstance(base, nodes.Name) and base.name in CONTEXT_FIELDS:
+            allowed = CONTEXT_FIELDS[base.name]
+            attr = node.attr if isinstance(node, nodes.Getattr) else getattr(node.arg, "value", None)
+            if allowed is None or attr not in allowed:
+                raise TemplateError(
+                    f"{where}:{node.lineno}: '{base.name}.{attr}' is not in the template context",
+                    rules=("PHI-1",), hint=f"{base.name} offers {sorted(allowed or [])}",
+                )
+        elif not isinstance(base, nodes.Name):
+            continue
+    for node in ast.find_all(nodes.For):
+        it = node.iter
+        if isinstance(it, nodes.Name) and it.name in CONTEXT_FIELDS:
+            raise TemplateError(f"{where}:{node.lineno}: looping over '{it.name}' is not allowed", rules=("PHI-1",))
+
+
+_JINJA_IN_ATTR = re.compile(r"(?:\{\{|%7B%7B)(.*?)(?:\}\}|%7D%7D)", re.I)
+
+
+def inline_css(html_source: str) -> str:
+    """premailer once per template version (perf-notes: per message halves throughput)."""
+    if "<style" not in html_source.lower():
+        return html_source
+    from premailer import Premailer
+
+    out = Premailer(
+        html_source, keep_style_tags=False, remove_classes=False, strip_important=False,
+        disable_validation=True, allow_network=False, allow_loading_external_files=False,
+        cssutils_logging_level="CRITICAL",
+    ).transform()
+    # lxml escapes Jinja delimiters inside attributes; put them back.
+    return _JINJA_IN_ATTR.sub(lambda m: "{{" + unquote(m.group(1)) + "}}", out)
+
+
+class _TextMaker(HTMLParser):
+    """HTML template source -> text template source, keeping Jinja expressions intact."""
+
+    _BLOCK = {"p", "div", "br", "h1", "h2", "h3", "h4", "tr", "li", "ul", "ol", "table", "section", "footer", "header"}
+
+    def __init__(self) -> None:
+        super().__init__(convert_charrefs=True)
+        self.out: list[str] = []
+        self.href: str | None = None
+        self.skip = 0
+
+    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        if tag in ("style", "script", "head", "title"):
+            self.skip += 1
+        if tag in self._BLOCK:
+            self.out.append("\n")
+        if tag == "li":
+            self.out.append("- ")
+        if tag == "a":
+            self.href = dict(attrs).get("href")
+
+    def handle_endtag(self, tag: str) -> None:
+        if tag in ("style", "script", "head", "title"):
+            self.skip = max(0, self.skip - 1)
+        if tag == "a" and self.href:
+            self.out.append(f" <{self.href}>")
+            self.href = None
+        if tag in self._BLOCK:
+            self.out.append("\n")
+
+    def handle_data(self, data: str) -> None:
+        if not self.skip:
+            self.out.append(re.sub(r"[ \t\r\n]+", " ", data))
+
+    def text(self) -> str:
+        lines = [line.strip() for line in "".join(self.out).splitlines()]
+        return re.sub(r"\n{3,}", "\n\n", "\n".join(lines)).strip() + "\n"
+
+
+def html_to_text_source(html_source: str) -> str:
+    maker = _TextMaker()
+    maker.feed(html_source)
+    maker.close()
+    return maker.text()
+
+
+_PREHEADER = '<div style="display:none;max-height:0;overflow:hidden;mso-hide:all">{preheader}</div>'
+
+
+def compile_template(path: Path | str) -> CompiledTemplate:
+    """Load, check the context (PHI-1), inline CSS and compile; raises TemplateError."""
+    path = Path(path)
+    data = load_meta(path)
+    html_path = path / "body.html.j2"
+    if not html_path.exists():
+        raise TemplateError(f"{html_path}: missing", hint="every template needs body.html.j2")
+    html_src = html_path.read_text()
+    txt_path = path / "body.txt.j2"
+    text_src = txt_path.read_text() if txt_path.exists() else html_to_text_source(html_src)
+    html_env, text_env = _environments()
+    check_context(html_src, html_env, str(html_path))
+    check_context(text_src, text_env, str(txt_path))
+    for key in ("subject", "preheader", "from_name"):
+        check_context(data[key], text_env, f"{path / 'template.toml'} [{key}]")
+    html_inlined = inline_css(html_src)
+    if data["preheader"]:
+        html_inlined = re.sub(r"(<body[^>]*>)", lambda m: m.group(1) + _PREHEADER.format(preheader=data["preheader"]),
+                              html_inlined, count=1, flags=re.I)
+    try:
+        compiled = CompiledTemplate(
+            name=path.name, path=path, purpose=data["purpose"], content_hash=content_hash(path), meta=data,
+            _subject=text_env.from_string(data["subject"]),
+            _preheader=text_env.from_string(data["preheader"]),
+            _from_name=text_env.from_string(data["from_name"]),
+            _html=html_env.from_string(html_inlined),
+            _text=text_env.from_string(text_src),
+        )
+    except TemplateSyntaxError as err:
+        raise TemplateError(f"{path}: Jinja syntax error after CSS inlining at line {err.lineno}: {err.message}") from None
+    if "{" not in data["from_name"]:
+        compiled.static_from_name = data["from_name"].strip()
+    return compiled
