@@ -105,7 +105,7 @@ def migrate(engine: Engine) -> None:
     with engine.begin() as conn:
         cfg.attributes["connection"] = conn
         try:
-            command.upgrade(cfg, "head")
+            command.upgrade(cfg, "heads")
         except Exception as err:  # noqa: BLE001 - report which step failed, no SQL values
             raise StoreError(f"database migration failed: {type(err).__name__}: {err}") from err
 

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 from sqlalchemy import func, select
 
-from mailer import campaigns
+from mailer import campaigns, sending
 from mailer.models import Delivery, LedgerEntry
 from tests.conftest import ROOT
 
@@ -21,7 +21,7 @@ def _newsletter(rt, name: str = "Evening hours"):  # type: ignore[no-untyped-def
 
 async def test_one_rcpt_per_transaction_tls_first_and_a_ledger_row_each(sample_rt, sink) -> None:
     c = _newsletter(sample_rt)
-    summary = await campaigns.send(sample_rt, c.id)
+    summary = await sending.send(sample_rt, c.id)
     received = sink.messages
     assert summary.sent == len(received) > 0
     # SEND-1: exactly one RCPT TO per transaction, one address in To, no Cc/Bcc
@@ -44,7 +44,7 @@ async def test_one_rcpt_per_transaction_tls_first_and_a_ledger_row_each(sample_r
 
 async def test_distinct_message_ids_and_no_address_in_the_ledger(sample_rt, sink) -> None:
     c = _newsletter(sample_rt)
-    await campaigns.send(sample_rt, c.id)
+    await sending.send(sample_rt, c.id)
     ids = [email.message_from_bytes(m.data, policy=policy.default)["Message-ID"] for m in sink.messages]
     assert len(ids) == len(set(ids))
     addresses = {m.rcpt_tos[0] for m in sink.messages}
@@ -55,11 +55,11 @@ async def test_distinct_message_ids_and_no_address_in_the_ledger(sample_rt, sink
 
 async def test_resending_a_finished_campaign_sends_nothing_twice(sample_rt, sink) -> None:
     c = _newsletter(sample_rt)
-    first = await campaigns.send(sample_rt, c.id)
+    first = await sending.send(sample_rt, c.id)
     from mailer.errors import StateError
 
     with pytest.raises(StateError):
-        await campaigns.send(sample_rt, c.id)
+        await sending.send(sample_rt, c.id)
     assert len(sink.messages) == first.sent
     with sample_rt.engine.connect() as conn:
         t = Delivery.__table__

@@ -2,20 +2,16 @@
 
 from __future__ import annotations
 
-import asyncio
 from pathlib import Path
 from typing import Annotated
 
 import typer
-from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 from sqlalchemy import select
 
-from mailer import campaigns
+from mailer import campaigns, sending
 from mailer.cli.common import actor, new_app, out, print_json, runtime
-from mailer.errors import EXIT_FAILURE, EXIT_REFUSED
 from mailer.models import Campaign
-from mailer.pipeline import Summary
 from mailer.store import deliveries as dq
 
 campaign_app = new_app("Campaigns: create, check, send and follow them.")
@@ -44,55 +40,9 @@ def create(
 def freeze(ctx: typer.Context, campaign_id: Annotated[int, typer.Argument(help="Campaign id.")]) -> None:
     """Evaluate the segment now and freeze the audience; its hash goes to the ledger."""
     rt = runtime(ctx)
-    p = campaigns.prepare(rt, campaigns.get(rt, campaign_id), actor=actor(ctx))
+    p = sending.prepare(rt, campaigns.get(rt, campaign_id), actor=actor(ctx))
     note = f", matched of {p.counts.considered} considered" if p.counts else " (already frozen)"
     out.print(f"campaign {campaign_id}: audience of {p.frozen} recipient(s){note}")
-
-
-def summary_table(s: Summary) -> Table:
-    t = Table(title=f"campaign {s.campaign_id} run {s.run}")
-    t.add_column("outcome")
-    t.add_column("count", justify="right")
-    t.add_column("rule IDs")
-    t.add_row("sent", str(s.sent), "")
-    for rules, n in sorted(s.skipped.items()):
-        t.add_row("skipped", str(n), rules)
-    t.add_row("failed", str(s.failed), "")
-    if s.uncertain:
-        t.add_row("uncertain", str(s.uncertain), "not resent: `campaign resend --uncertain`")
-    if s.released:
-        t.add_row("not attempted", str(s.released), "back in the queue")
-    return t
-
-
-def run_send(ctx: typer.Context, campaign_id: int, statuses: tuple[str, ...] = (dq.PENDING,), transport: object = None) -> Summary:
-    rt = runtime(ctx)
-    with Progress(TextColumn("[bold]sending"), BarColumn(), TextColumn("{task.completed}/{task.total}"),
-                  TextColumn("{task.fields[detail]}"), TimeElapsedColumn(), console=out, transient=True,
-                  disable=not out.is_terminal) as bar:
-        task = bar.add_task("send", total=None, detail="")
-
-        def progress(s: Summary) -> None:
-            done = s.sent + s.failed + s.skipped_total
-            if bar.tasks[task].total is None:
-                counts = dq.counts(rt.engine, campaign_id)
-                bar.update(task, total=sum(counts.values()))
-            bar.update(task, completed=done,
-                       detail=f"sent {s.sent} skipped {s.skipped_total} failed {s.failed} ({s.rate:.0f}/s)")
-
-        return asyncio.run(campaigns.send(rt, campaign_id, actor=actor(ctx), progress=progress,
-                                          statuses=statuses, transport=transport))
-
-
-@campaign_app.command("send")
-def send(ctx: typer.Context, campaign_id: Annotated[int, typer.Argument(help="Campaign id.")]) -> None:
-    """Send (or resume) a campaign: one message per recipient over verified TLS."""
-    s = run_send(ctx, campaign_id)
-    out.print(summary_table(s))
-    out.print(f"{s.sent} sent in {s.elapsed:.1f}s ({s.rate:.0f} msgs/s)")
-    if s.paused:
-        out.print(f"PAUSED [{', '.join(s.paused_rules)}]: {s.paused}", markup=False)
-        raise typer.Exit(EXIT_REFUSED if any(r.startswith("TLS") for r in s.paused_rules) else EXIT_FAILURE)
 
 
 @campaign_app.command("status")

@@ -7,9 +7,9 @@ from typing import Annotated
 
 import typer
 
-from mailer.campaigns import check_segment
 from mailer.cli.common import new_app, out, print_json, runtime
 from mailer.errors import EXIT_REFUSED
+from mailer.sending import check_segment
 
 segment_app = new_app("Segments: who a campaign reaches, checked against SEG-1..SEG-5.")
 

@@ -1,0 +1,169 @@
+"""Sending a campaign run: compile, plan and freeze the audience once, then run the Sender.
+
+`send` calls `preflight.require` first (approval bound to hashes, lint, BAA, ...), so
+every path that sends (CLI, scheduler, worker) passes the same gates.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import update
+
+from mailer import preflight as preflight_gates
+from mailer.authorizations import best_validity
+from mailer.campaigns import get, set_status
+from mailer.db import writing
+from mailer.errors import ComplianceRefusal, StateError
+from mailer.ledger import REFUSAL, Event
+from mailer.models import Campaign, utcnow
+from mailer.pipeline import AuthCheck, RenderedCheck, Sender, SenderOptions, SendPlan, Summary
+from mailer.ratelimit import RateLimiter
+from mailer.refusal import Refusal
+from mailer.runtime import Runtime
+from mailer.segments import (
+    Evaluator,
+    SegmentCounts,
+    SegmentPlan,
+    gate,
+    load_segment,
+    plan_segment,
+    segment_hash,
+)
+from mailer.store import audience
+from mailer.store import deliveries as dq
+from mailer.templates import CompiledTemplate, Rendered, compile_template
+
+_T = Campaign.__table__  # type: ignore[attr-defined]
+
+
+def auth_check() -> AuthCheck:
+    """Adapter: the pure validity rules (AUTH-*, MKT-6, SEG-5) for the sender's re-check."""
+
+    def check(auths: Sequence[Any], scope: str, at: datetime, third_party: str | None) -> tuple[bool, tuple[str, ...], int | None]:
+        validity, auth = best_validity(auths, scope, at, third_party)
+        return validity.valid, tuple(validity.rules), getattr(auth, "id", None)
+
+    return check
+
+
+def rendered_check(rt: Runtime) -> RenderedCheck:
+    """Adapter: the rendered-output lint (PHI-2, PHI-3) for every message."""
+    from mailer.lint import check_rendered
+
+    settings = lint_settings(rt)
+
+    def check(rendered: Rendered, values: Sequence[str]) -> list[str]:
+        findings = check_rendered(rendered.parts(), recipient_values=values, settings=settings)
+        return [f.rule for f in findings if f.severity == "error" and not f.waived]
+
+    return check
+
+
+def lint_settings(rt: Runtime) -> Any:
+    from mailer.lint import LintSettings
+
+    s = rt.settings
+    return LintSettings(
+        center_phone=s.center.phone, center_address=s.center.postal_address, center_website=s.center.website,
+        sender_domains=(s.sender.from_address.rpartition("@")[2],),
+        clinical_fields=tuple(s.fields.clinical),
+    )
+
+
+@dataclass
+class Prepared:
+    campaign: Campaign
+    template: CompiledTemplate
+    segment_plan: SegmentPlan
+    counts: SegmentCounts | None
+    frozen: int
+
+
+def check_segment(rt: Runtime, segment_path: Path, at: datetime | None = None) -> tuple[SegmentPlan, SegmentCounts, list[Refusal]]:
+    plan = plan_segment(load_segment(segment_path, rt.settings.fields))
+    if plan.refusals:
+        counts = SegmentCounts(segment=plan.segment.name)
+        return plan, counts, gate(plan, counts)
+    counts = audience.evaluate(rt.engine, rt.keyring, plan, at or utcnow())
+    return plan, counts, gate(plan, counts)
+
+
+def prepare(rt: Runtime, campaign: Campaign, *, actor: str | None = None, at: datetime | None = None) -> Prepared:
+    """Compile the template, plan the segment, and freeze the audience once per run."""
+    template = compile_template(Path(campaign.template))
+    if template.content_hash != campaign.template_hash:
+        raise ComplianceRefusal([Refusal("SEC-6", f"campaign {campaign.id}: template changed since it was created",
+                                         "re-submit the campaign for approval")])
+    seg_path = Path(campaign.segment)
+    if segment_hash(seg_path.read_bytes()) != campaign.segment_hash:
+        raise ComplianceRefusal([Refusal("SEC-6", f"campaign {campaign.id}: segment file changed since it was created",
+                                         "re-submit the campaign for approval")])
+    plan = plan_segment(load_segment(seg_path, rt.settings.fields))
+    existing = dq.counts(rt.engine, campaign.id or 0, campaign.run)
+    if existing:
+        return Prepared(campaign, template, plan, None, sum(existing.values()))
+    when = at or utcnow()
+    ev = Evaluator(plan, when)
+    refusals = list(plan.refusals)
+    if not refusals:
+        frozen, digest = dq.freeze_audience(rt.engine, rt.ledger, campaign.id or 0, campaign.run,
+                                            audience.members(rt.engine, rt.keyring, plan, when, evaluator=ev), actor=actor)
+        refusals = gate(plan, ev.counts)
+        if refusals and frozen:
+            raise StateError("segment refused after freezing")  # gate() and members() disagree: a bug
+    if refusals:
+        rt.ledger.append([Event(kind=REFUSAL, campaign_id=campaign.id, actor=actor,
+                                rule_ids=tuple(r.rule for r in refusals),
+                                detail={"gate": "segment", "counts": ev.counts.as_dict()})])
+        raise ComplianceRefusal(refusals)
+    with writing(rt.engine) as conn:
+        conn.execute(update(_T).where(_T.c.id == campaign.id).values(audience_hash=digest, updated_at=utcnow()))
+    return Prepared(campaign, template, plan, ev.counts, frozen)
+
+
+async def send(rt: Runtime, campaign_id: int, *, transport: Any = None, actor: str | None = None,
+               progress: Callable[[Summary], None] | None = None,
+               preflight: Callable[[Runtime, Campaign], None] | None = None,
+               statuses: Sequence[str] = (dq.PENDING,)) -> Summary:
+    """Send (or resume) a campaign run. Refusals raise ComplianceRefusal (exit 3)."""
+    campaign = get(rt, campaign_id)
+    if campaign.status in ("done", "cancelled") and statuses == (dq.PENDING,):
+        raise StateError(f"campaign {campaign_id} is {campaign.status}")
+    if preflight is not None:
+        preflight(rt, campaign)
+    else:
+        preflight_gates.require(rt, campaign)
+    prepared = prepare(rt, campaign, actor=actor)
+    set_status(rt, campaign_id, "sending", actor=actor)
+    s = rt.settings
+    transport = transport or rt.transport()
+    sender = Sender(
+        engine=rt.engine, keyring=rt.keyring, ledger=rt.ledger, transport=transport,
+        composer=rt.composer(campaign_id),
+        options=SenderOptions(unsubscribe_base=s.unsubscribe.base_url, claim_batch=s.limits.claim_batch,
+                              max_attempts=s.limits.max_attempts, retry_base_seconds=s.limits.retry_base_seconds,
+                              pause_after_failures=s.limits.pause_after_failures),
+        auth_check=auth_check(), rendered_check=rendered_check(rt),
+        limiter=RateLimiter(s.limits.messages_per_second, s.limits.per_domain_per_minute),
+        progress=progress,
+    )
+    plan = SendPlan(campaign_id=campaign_id, run=campaign.run, campaign_name=campaign.name,
+                    template=prepared.template, center=rt.center_context(),
+                    scope=prepared.segment_plan.segment.scope if prepared.segment_plan.requires_authorization else None,
+                    third_party=prepared.segment_plan.segment.third_party)
+    try:
+        summary = await sender.run(plan, statuses=statuses)
+    finally:
+        await transport.close()
+    if summary.paused:
+        set_status(rt, campaign_id, "paused", summary.paused, actor=actor, rules=summary.paused_rules)
+    else:
+        left = dq.counts(rt.engine, campaign_id, campaign.run)
+        if not left.get(dq.PENDING) and not left.get(dq.CLAIMED):
+            set_status(rt, campaign_id, "done", actor=actor)
+    return summary
