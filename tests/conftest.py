@@ -139,3 +139,12 @@ def sample_rt(rt: Runtime) -> Runtime:
     import_contacts(rt.engine, rt.keyring, rt.ledger, ROOT / "examples/contacts.csv", dict(rt.settings.fields.clinical))
     import_authorizations(rt.engine, rt.keyring, rt.ledger, ROOT / "examples/authorizations.csv")
     return rt
+
+
+def NO_GATES(rt: Runtime, campaign: Any) -> None:  # noqa: N802 - a constant-like callable
+    """For tests of sending mechanics only: skips preflight (approval, BAA, ...).
+
+    The gates themselves are tested in the preflight/approval tests; end-to-end
+    acceptance tests go through them.
+    """
+    return None
