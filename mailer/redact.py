@@ -5,7 +5,8 @@ from __future__ import annotations
 import logging
 import re
 
-_EMAIL = re.compile(r"[\w.+-]+@[\w-]+(?:\.[\w-]+)+")
+# Local part: any RFC 5322 atext or dot (not only [\w.+-]); domain: labels with dots.
+_EMAIL = re.compile(r"[^\s<>@,;:\"()\[\]\\]+@[\w-]+(?:\.[\w-]+)+")
 _LONG_DIGITS = re.compile(r"\b\d[\d -]{7,}\d\b")
 
 

@@ -9,7 +9,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import click
 import typer
 from rich.console import Console
 from typer.core import TyperGroup
@@ -77,12 +76,12 @@ def report_error(e: MailerError) -> None:
 class MailerGroup(TyperGroup):
     """Maps MailerError to exit codes (2 input, 3 refused, 1 other) for every subcommand."""
 
-    def invoke(self, ctx: click.Context) -> Any:
+    def invoke(self, ctx: Any) -> Any:
         try:
             return super().invoke(ctx)
         except MailerError as e:
             report_error(e)
-            raise click.exceptions.Exit(e.exit_code) from None
+            raise typer.Exit(e.exit_code) from None
 
 
 def new_app(help_text: str) -> typer.Typer:

@@ -1,0 +1,46 @@
+"""The migrations build exactly the schema the models describe, and the ledger is append-only."""
+
+from __future__ import annotations
+
+import pytest
+from alembic.autogenerate import compare_metadata
+from alembic.migration import MigrationContext
+from sqlalchemy import text
+from sqlalchemy.exc import DBAPIError
+from sqlmodel import SQLModel
+
+import mailer.models  # noqa: F401
+from mailer.db import make_engine, migrate
+from mailer.ledger import Event, Ledger
+
+
+def _load_all_models() -> None:
+    import importlib
+    import pkgutil
+
+    import mailer
+
+    for info in pkgutil.walk_packages(mailer.__path__, "mailer."):
+        if info.name.endswith("models"):
+            importlib.import_module(info.name)
+
+
+def test_models_and_migrations_agree(db_url: str) -> None:
+    _load_all_models()
+    engine = make_engine(db_url)
+    migrate(engine)
+    migrate(engine)  # idempotent
+    with engine.connect() as conn:
+        diff = compare_metadata(MigrationContext.configure(conn, opts={"compare_type": False}), SQLModel.metadata)
+    engine.dispose()
+    assert diff == [], f"models differ from migrations: {diff}"
+
+
+def test_the_database_refuses_to_update_or_delete_ledger_rows(runtime_factory) -> None:  # type: ignore[no-untyped-def]
+    rt = runtime_factory()
+    Ledger(rt.engine, rt.keyring).append([Event(kind="system", outcome="init")])
+    for sql in ("UPDATE ledger SET kind = 'x'", "DELETE FROM ledger"):
+        with pytest.raises(DBAPIError, match="append-only"), rt.engine.begin() as conn:
+            conn.execute(text(sql))
+    with rt.engine.connect() as conn:
+        assert conn.execute(text("SELECT count(*) FROM ledger")).scalar() == 1
