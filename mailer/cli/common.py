@@ -18,7 +18,7 @@ from mailer.errors import ComplianceRefusal, ImportRejected, MailerError
 from mailer.redact import RedactingFilter
 from mailer.runtime import Runtime
 
-out = Console(highlight=False, soft_wrap=True)
+out = Console(highlight=False, soft_wrap=True, width=None if sys.stdout.isatty() else 140)
 err = Console(stderr=True, highlight=False, soft_wrap=True)
 
 
