@@ -1,0 +1,34 @@
+"""PHI lint for campaign templates (issue 5): static checks at approval, a rendered check per message.
+
+    lint_template_dir(path, settings)   one template folder
+    lint_paths(paths, settings)         folders, folders of templates, single .j2 files
+    check_rendered(parts, recipient_values=..., settings=...)   send-time check, per message
+
+Every finding carries a stable code from CODES (code -> rule ID, severity, hint).
+"""
+
+from mailer.lint.findings import CODES, UNWAIVABLE, Finding, has_errors
+from mailer.lint.rendered import check_rendered
+from mailer.lint.runner import lint_paths, lint_template_dir
+from mailer.lint.settings import (
+    ALLOWED_CONTEXT,
+    CLINICAL_WORDS,
+    PURPOSES,
+    LintSettings,
+    from_app_settings,
+)
+
+__all__ = [
+    "ALLOWED_CONTEXT",
+    "CLINICAL_WORDS",
+    "CODES",
+    "PURPOSES",
+    "UNWAIVABLE",
+    "Finding",
+    "LintSettings",
+    "check_rendered",
+    "from_app_settings",
+    "has_errors",
+    "lint_paths",
+    "lint_template_dir",
+]
