@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import unquote
 
-from jinja2 import StrictUndefined, TemplateSyntaxError, meta, nodes
+from jinja2 import StrictUndefined, TemplateSyntaxError
 from jinja2.exceptions import SecurityError, UndefinedError
 from jinja2.sandbox import SandboxedEnvironment
 
@@ -33,13 +33,6 @@ PURPOSES = (
 )
 MARKETING_PURPOSES = ("condition-targeted-marketing", "third-party-marketing")
 
-# The fixed rendering context (PHI-1: minimum necessary). Nothing else resolves.
-CONTEXT_FIELDS: dict[str, frozenset[str] | None] = {
-    "contact": frozenset({"first_name", "preferred_name", "language"}),
-    "center": frozenset({"name", "postal_address", "phone", "website"}),
-    "campaign": frozenset({"name"}),
-    "unsubscribe_url": None,
-}
 TEMPLATE_FILES = ("template.toml", "body.html.j2", "body.txt.j2")
 _META_KEYS = {"subject", "preheader", "from_name", "purpose", "advertisement_notice", "sponsor", "waivers", "description"}
 
@@ -123,34 +116,17 @@ def _environments() -> tuple[SandboxedEnvironment, SandboxedEnvironment]:
     return html, text
 
 
-def check_context(source: str, env: SandboxedEnvironment, where: str) -> None:
-    """PHI-1 at compile time: only the fixed context, only its listed attributes."""
-    try:
-        ast = env.parse(source)
-    except TemplateSyntaxError as err:
-        raise TemplateError(f"{where}:{err.lineno}: Jinja syntax error: {err.message}") from None
-    for name in meta.find_undeclared_variables(ast):
-        if name not in CONTEXT_FIELDS:
-            raise TemplateError(
-                f"{where}: variable '{name}' is not in the template context", rules=("PHI-1",),
-                hint=f"use only {', '.join(sorted(CONTEXT_FIELDS))}",
-            )
-    for node in ast.find_all((nodes.Getattr, nodes.Getitem)):
-        base = node.node
-        if isinstance(base, nodes.Name) and base.name in CONTEXT_FIELDS:
-            allowed = CONTEXT_FIELDS[base.name]
-            attr = node.attr if isinstance(node, nodes.Getattr) else getattr(node.arg, "value", None)
-            if allowed is None or attr not in allowed:
-                raise TemplateError(
-                    f"{where}:{node.lineno}: '{base.name}.{attr}' is not in the template context",
-                    rules=("PHI-1",), hint=f"{base.name} offers {sorted(allowed or [])}",
-                )
-        elif not isinstance(base, nodes.Name):
-            continue
-    for node in ast.find_all(nodes.For):
-        it = node.iter
-        if isinstance(it, nodes.Name) and it.name in CONTEXT_FIELDS:
-            raise TemplateError(f"{where}:{node.lineno}: looping over '{it.name}' is not allowed", rules=("PHI-1",))
+def check_context(path: Path) -> None:
+    """PHI-1 at compile time, with the lint's analysis of the Jinja AST (one implementation).
+
+    Only context errors (variables, attributes, indirect access, sandbox escapes) stop
+    compilation; the rest of the lint is for reviewers and preflight.
+    """
+    from mailer.lint import LintSettings, lint_template_dir
+
+    for f in lint_template_dir(path, LintSettings()):
+        if f.rule == "PHI-1" and f.blocking:
+            raise TemplateError(f"{f.path}:{f.line}:{f.column}: {f.code} {f.message}", rules=("PHI-1",), hint=f.hint)
 
 
 _JINJA_IN_ATTR = re.compile(r"(?:\{\{|%7B%7B)(.*?)(?:\}\}|%7D%7D)", re.I)
@@ -230,11 +206,8 @@ def compile_template(path: Path | str) -> CompiledTemplate:
     html_src = html_path.read_text()
     txt_path = path / "body.txt.j2"
     text_src = txt_path.read_text() if txt_path.exists() else html_to_text_source(html_src)
+    check_context(path)
     html_env, text_env = _environments()
-    check_context(html_src, html_env, str(html_path))
-    check_context(text_src, text_env, str(txt_path))
-    for key in ("subject", "preheader", "from_name"):
-        check_context(data[key], text_env, f"{path / 'template.toml'} [{key}]")
     html_inlined = inline_css(html_src)
     if data["preheader"]:
         html_inlined = re.sub(r"(<body[^>]*>)", lambda m: m.group(1) + _PREHEADER.format(preheader=data["preheader"]),
