@@ -1,13 +1,15 @@
 """Contact CSV rows -> validated, normalized records. Pure: the store does the writing.
 
-Problems name the line, the column and why, never the value (it may be PHI).
+Problems name the line, the column and why, never the value (it may be PHI). Line
+numbers are those an editor shows: the line a record starts on, counting the header
+as line 1, so quoted cells spanning lines and blank lines do not shift them.
 """
 
 from __future__ import annotations
 
 import csv
 import datetime as dt
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TextIO
@@ -17,24 +19,45 @@ from email_validator import EmailNotValidError, validate_email
 from mailer.errors import InputError, RowProblem
 
 BASE_COLUMNS = ("email", "first_name", "last_name", "preferred_name", "language", "newsletter_opt_in")
+IDENTITY_COLUMNS = ("first_name", "last_name", "preferred_name")
 _TRUE = {"1", "true", "yes", "y", "t"}
 _FALSE = {"0", "false", "no", "n", "f", ""}
+_MAX_CELL = 4096  # a longer cell is a malformed file, not a name or a condition
 
 
 @dataclass(frozen=True)
 class ContactInput:
+    """One good row. `present` is the file's columns: a column the file lacks leaves the
+    stored value alone on re-import, a column it has (even empty) is authoritative."""
+
     line: int
     email: str  # normalized
     identity: dict[str, str]
     language: str
     newsletter_opt_in: bool
     clinical: dict[str, Any] = field(default_factory=dict)
+    present: frozenset[str] = frozenset(BASE_COLUMNS)
+
+
+@dataclass(frozen=True)
+class BadRow:
+    """A row that did not validate. `email` (normalized, if it parsed) serves duplicate
+    detection only; it is never reported."""
+
+    line: int
+    problems: tuple[RowProblem, ...]
+    email: str | None = field(default=None, repr=False)
 
 
 def normalize_email(raw: str, *, check_deliverability: bool = False) -> str:
-    """email-validator's normalized form; the lookup HMAC is taken over this."""
+    """email-validator's normalized form, lower-cased; the lookup HMAC is taken over this.
+
+    The local part is lower-cased too: RFC 5321 allows case-sensitive mailboxes but
+    providers do not use them, and `Ann@x` and `ann@x` as two contacts would let an
+    opt-out of one miss the other (SPAM-5).
+    """
     info = validate_email(raw.strip(), check_deliverability=check_deliverability)
-    return info.normalized
+    return info.normalized.lower()
 
 
 def parse_bool(value: str) -> bool:
@@ -53,14 +76,16 @@ def parse_clinical(value: str, kind: str, separator: str) -> Any:
     if kind == "date":
         if not value:
             return None
+        if len(value) != 10:  # fromisoformat also takes 20260101 and 2026-W01-1
+            raise ValueError("expected an ISO date YYYY-MM-DD")
         return dt.date.fromisoformat(value).isoformat()
     return value
 
 
-def check_header(header: list[str], clinical: Mapping[str, str], path: str) -> list[RowProblem]:
+def check_header(header: list[str], clinical: Mapping[str, str], path: str = "") -> list[RowProblem]:
     known = set(BASE_COLUMNS) | set(clinical)
     problems = [
-        RowProblem(1, col, f"unknown column; accepted: {', '.join(sorted(known))}")
+        RowProblem(1, col or "(empty)", f"unknown column; accepted: {', '.join(sorted(known))}")
         for col in header if col not in known
     ]
     if "email" not in header:
@@ -74,24 +99,30 @@ def check_header(header: list[str], clinical: Mapping[str, str], path: str) -> l
 
 
 def parse_row(line: int, row: Mapping[str, str | None], clinical: Mapping[str, str], separator: str,
-              *, check_deliverability: bool = False) -> ContactInput | list[RowProblem]:
+              *, check_deliverability: bool = False) -> ContactInput | BadRow:
+    """Validate one data row (a mapping from the header's columns to cells)."""
     problems: list[RowProblem] = []
-    if None in row:  # csv puts surplus cells under the None key
+    if None in row:  # surplus cells (csv.DictReader's convention)
         problems.append(RowProblem(line, "(row)", "more cells than header columns"))
+    for name, cell in row.items():
+        if name is not None and cell is not None and len(cell) > _MAX_CELL:
+            problems.append(RowProblem(line, name, f"cell longer than {_MAX_CELL} characters"))
     raw_email = row.get("email") or ""
-    email = ""
+    email: str | None = None
     try:
         email = normalize_email(raw_email, check_deliverability=check_deliverability)
     except EmailNotValidError as err:
-        reason = str(err).split(".")[0]
+        # the first sentence of email-validator's message, without any characters it quotes
+        reason = str(err).split(".")[0].split(":")[0] if raw_email.strip() else "empty"
         problems.append(RowProblem(line, "email", f"not a valid address ({reason})"))
     opt_in = False
-    try:
-        opt_in = parse_bool(row.get("newsletter_opt_in") or "")
-    except ValueError as err:
-        problems.append(RowProblem(line, "newsletter_opt_in", str(err)))
+    if row.get("newsletter_opt_in") is not None:
+        try:
+            opt_in = parse_bool(row.get("newsletter_opt_in") or "")
+        except ValueError as err:
+            problems.append(RowProblem(line, "newsletter_opt_in", str(err)))
     language = (row.get("language") or "en").strip().lower() or "en"
-    if len(language) > 16 or not language.replace("-", "").isalpha():
+    if len(language) > 16 or not language.replace("-", "").isalpha() or not language.isascii():
         problems.append(RowProblem(line, "language", "expected a language tag like en or es-MX"))
     values: dict[str, Any] = {}
     for name, kind in clinical.items():
@@ -103,22 +134,52 @@ def parse_row(line: int, row: Mapping[str, str | None], clinical: Mapping[str, s
         except ValueError:
             problems.append(RowProblem(line, name, "expected an ISO date YYYY-MM-DD"))
     if problems:
-        return problems
-    identity = {k: (row.get(k) or "").strip() for k in ("first_name", "last_name", "preferred_name")}
-    return ContactInput(line, email, identity, language, opt_in, values)
+        return BadRow(line, tuple(problems), email)
+    identity = {k: (row.get(k) or "").strip() for k in IDENTITY_COLUMNS}
+    present = frozenset(k for k in row if k is not None)
+    return ContactInput(line, email or "", identity, language, opt_in, values, present)
+
+
+def records(fh: Iterable[str]) -> Iterator[tuple[int, list[str]]]:
+    """(start line, cells) of each CSV record; blank lines are skipped but counted."""
+    reader = csv.reader(fh, strict=True)
+    start = 1
+    for cells in reader:
+        if cells:
+            yield start, cells
+        start = reader.line_num + 1
 
 
 def read_rows(fh: TextIO, path: str, clinical: Mapping[str, str], separator: str = ";",
-              *, check_deliverability: bool = False) -> Iterator[ContactInput | list[RowProblem]]:
-    """Stream a CSV: yields a ContactInput or the problems of each data row, in order."""
-    reader = csv.DictReader(fh)
-    header = list(reader.fieldnames or [])
-    header_problems = check_header(header, clinical, path)
-    if header_problems:
-        yield header_problems
-        return
-    for row in reader:
-        yield parse_row(reader.line_num, row, clinical, separator, check_deliverability=check_deliverability)
+              *, check_deliverability: bool = False) -> Iterator[ContactInput | BadRow]:
+    """Stream a CSV: yields a ContactInput or a BadRow for each data row, in order.
+
+    A bad header yields one BadRow for line 1 and stops. A file that is not CSV or not
+    UTF-8 raises InputError naming the line.
+    """
+    it = records(fh)
+    line = 1
+    try:
+        first = next(it, None)
+        header = [c.strip() for c in first[1]] if first else []
+        header_problems = check_header(header, clinical, path)
+        if header_problems:
+            yield BadRow(1, tuple(header_problems))
+            return
+        width = len(header)
+        for line, cells in it:
+            row: dict[str | None, str | None] = dict(zip(header, cells, strict=False))
+            if len(cells) > width:
+                row[None] = ""
+            elif len(cells) < width:
+                yield BadRow(line, (RowProblem(line, "(row)", f"{len(cells)} cell(s) where the header has {width}"),))
+                continue
+            yield parse_row(line, row, clinical, separator, check_deliverability=check_deliverability)  # type: ignore[arg-type]
+    except csv.Error as err:
+        raise InputError(f"{path}: not a readable CSV file after line {line}: {err}",
+                         hint="check quoting on that line") from None
+    except UnicodeDecodeError:
+        raise InputError(f"{path}: not UTF-8 text after line {line}", hint="save the file as UTF-8 CSV") from None
 
 
 def open_csv(path: Path) -> TextIO:

@@ -4,17 +4,20 @@ from __future__ import annotations
 
 import csv
 import datetime as dt
-from collections.abc import Iterable, Mapping
+import hashlib
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import Engine, insert, select, update
+from email_validator import EmailNotValidError
+from sqlalchemy import Engine, delete, insert, select, update
 
-from mailer.contacts import normalize_email, parse_bool
+from mailer.authorizations import SCOPES, check_purge, is_valid, retention_until
+from mailer.contacts import normalize_email, parse_bool, records
 from mailer.crypto import Keyring
 from mailer.db import writing
-from mailer.errors import ImportRejected, InputError, RowProblem
+from mailer.errors import ImportRejected, InputError, RetentionRefusal, RowProblem
 from mailer.ledger import AUTHORIZATION, Event, Ledger
 from mailer.models import Authorization, Contact, utcnow
 
@@ -50,6 +53,8 @@ def parse_record(line: int, row: Mapping[str, str | None]) -> dict[str, Any] | l
         rec[name] = v or None if name in ("expiration_event", "representative_authority", "third_party") else v
     if not rec["scope"]:
         problems.append(RowProblem(line, "scope", "required"))
+    elif rec["scope"] not in SCOPES:
+        problems.append(RowProblem(line, "scope", f"unknown scope; accepted: {', '.join(SCOPES)}"))
     rec["signer"] = rec["signer"] or "patient"
     if rec["signer"] not in ("patient", "representative"):
         problems.append(RowProblem(line, "signer", "expected patient or representative"))
@@ -77,12 +82,31 @@ def parse_record(line: int, row: Mapping[str, str | None]) -> dict[str, Any] | l
 class AuthImportReport:
     path: str
     imported: int = 0
+    unchanged: int = 0  # identical records already on file (re-importing a file adds nothing)
     problems: list[RowProblem] = field(default_factory=list)
 
 
+#: What identifies one signed document: a second row with these values is the same record.
+IDENTITY = ("contact_id", "scope", "signed_at", "document_sha256")
+#: Fields compared to decide "already on file" vs "conflicting": revocations are not
+#: compared (they are recorded with `revoke`, which keeps the earliest receipt).
+_COMPARED = tuple(f for f in (*TEXT_FIELDS, *BOOL_FIELDS, *TIME_FIELDS) if f != "revoked_at")
+
+
+def _on_file(conn: Any, rec: Mapping[str, Any]) -> Any | None:
+    table = Authorization.__table__  # type: ignore[attr-defined]
+    q = select(table).where(*(table.c[k] == rec[k] if rec[k] is not None else table.c[k].is_(None) for k in IDENTITY))
+    return conn.execute(q.limit(1)).first()
+
+
 def import_authorizations(engine: Engine, keyring: Keyring, ledger: Ledger, path: Path,
-                          *, skip_invalid: bool = False, actor: str | None = None) -> AuthImportReport:
-    """All-or-nothing by default; every record is a ledger event (AUTH-*, SEC-5)."""
+                          *, skip_invalid: bool = False, actor: str | None = None,
+                          now: dt.datetime | None = None) -> AuthImportReport:
+    """All-or-nothing by default; every record is a ledger event (AUTH-*, SEC-5).
+
+    A row identical to a record on file (same contact, scope, signature time, document and
+    elements) is counted as unchanged; one that differs in its elements is a problem.
+    """
     report = AuthImportReport(str(path))
     contacts = Contact.__table__  # type: ignore[attr-defined]
     table = Authorization.__table__  # type: ignore[attr-defined]
@@ -91,61 +115,244 @@ def import_authorizations(engine: Engine, keyring: Keyring, ledger: Ledger, path
     except OSError as err:
         raise InputError(f"cannot read {path}: {err.strerror}") from None
     with fh, writing(engine) as conn:
-        reader = csv.DictReader(fh)
-        header = list(reader.fieldnames or [])
+        it = records(fh)
+        first = next(it, None)
+        header = [c.strip() for c in first[1]] if first else []
         unknown = [c for c in header if c not in COLUMNS]
-        if unknown or "email" not in header or "scope" not in header:
-            probs = [RowProblem(1, c, f"unknown column; accepted: {', '.join(COLUMNS)}") for c in unknown]
+        if unknown or "email" not in header or "scope" not in header or len(set(header)) != len(header):
+            probs = [RowProblem(1, c or "(empty)", f"unknown column; accepted: {', '.join(COLUMNS)}") for c in unknown]
             if "email" not in header:
                 probs.append(RowProblem(1, "email", "required column is missing"))
             if "scope" not in header:
                 probs.append(RowProblem(1, "scope", "required column is missing"))
+            if len(set(header)) != len(header):
+                probs.append(RowProblem(1, "(header)", "a column appears twice"))
             raise ImportRejected(str(path), probs)
         good: list[dict[str, Any]] = []
-        for row in reader:
-            line = reader.line_num
-            parsed = parse_record(line, row)
-            contact_id = None
-            try:
-                h = keyring.lookup_hash(normalize_email(row.get("email") or ""))
-                contact_id = conn.execute(select(contacts.c.id).where(contacts.c.email_hash == h)).scalar()
+        seen_in_file: dict[tuple[Any, ...], int] = {}
+        try:
+            for line, cells in it:
+                if len(cells) != len(header):
+                    report.problems.append(RowProblem(line, "(row)", f"{len(cells)} cell(s) where the header has {len(header)}"))
+                    continue
+                row = dict(zip(header, cells, strict=True))
+                parsed = parse_record(line, row)
+                contact_id = None
+                try:
+                    h = keyring.lookup_hash(normalize_email(row.get("email") or ""))
+                    contact_id = conn.execute(select(contacts.c.id).where(contacts.c.email_hash == h)).scalar()
+                    if contact_id is None:
+                        report.problems.append(RowProblem(line, "email", "no contact with this address; import contacts first"))
+                except EmailNotValidError:
+                    report.problems.append(RowProblem(line, "email", "not a valid address"))
+                if isinstance(parsed, list):
+                    report.problems.extend(parsed)
+                    continue
                 if contact_id is None:
-                    report.problems.append(RowProblem(line, "email", "no contact with this address; import contacts first"))
-            except Exception:  # noqa: BLE001 - email_validator's errors
-                report.problems.append(RowProblem(line, "email", "not a valid address"))
-            if isinstance(parsed, list):
-                report.problems.extend(parsed)
-                continue
-            if contact_id is not None:
+                    continue
                 parsed["contact_id"] = contact_id
-                parsed["created_at"] = parsed["updated_at"] = utcnow()
+                key = tuple(parsed[k] for k in IDENTITY)
+                if key in seen_in_file:
+                    report.problems.append(RowProblem(line, "email", f"duplicate of line {seen_in_file[key]} (same contact, scope, signature and document)"))
+                    continue
+                seen_in_file[key] = line
+                old = _on_file(conn, parsed)
+                if old is not None:
+                    if all(getattr(old, f) == parsed[f] for f in _COMPARED):
+                        report.unchanged += 1
+                    else:
+                        report.problems.append(RowProblem(line, "(row)", f"differs from authorization {old.id} on file for the same signed document; records are not edited, record a new document"))
+                    continue
+                parsed["created_at"] = parsed["updated_at"] = now or utcnow()
                 good.append(parsed)
+        except csv.Error as err:
+            raise InputError(f"{path}: not a readable CSV file: {err}") from None
         if report.problems and not skip_invalid:
             conn.rollback()
-            raise ImportRejected(str(path), report.problems)
+            raise ImportRejected(str(path), sorted(report.problems, key=lambda p: p.line))
         events = []
         for rec in good:
-            new_id = conn.execute(insert(table).values(**rec)).inserted_primary_key[0]
+            new_id = conn.execute(insert(table).values(**rec)).inserted_primary_key[0]  # type: ignore[index]
             events.append(Event(kind=AUTHORIZATION, outcome="imported", contact_id=rec["contact_id"],
                                 authorization_id=new_id, actor=actor, detail={"scope": rec["scope"]}))
+        events.append(Event(kind=AUTHORIZATION, outcome="import", actor=actor,
+                            detail={"imported": len(good), "unchanged": report.unchanged,
+                                    "skipped_rows": len({p.line for p in report.problems})}))
         ledger.append_in(conn, events)
         report.imported = len(good)
     return report
 
 
+def grant(engine: Engine, ledger: Ledger, *, contact_id: int, fields: Mapping[str, Any],
+          actor: str | None = None, now: dt.datetime | None = None) -> int:
+    """Record one signed authorization (all 164.508(c) elements in `fields`); returns its id.
+
+    A record with missing elements is still recorded (it is what was signed); `is_valid`
+    says what it lacks. Unknown fields, an unknown scope or signer, or a bad document hash
+    are input errors.
+    """
+    rec: dict[str, Any] = {f: fields[f] for f in (*TEXT_FIELDS, *BOOL_FIELDS, *TIME_FIELDS) if f in fields}
+    extra = set(fields) - set(rec)
+    if extra:
+        raise InputError(f"unknown authorization field(s): {', '.join(sorted(extra))}")
+    if rec.get("scope") not in SCOPES:
+        raise InputError("unknown authorization scope", hint=f"one of {', '.join(SCOPES)}")
+    rec.setdefault("signer", "patient")
+    if rec["signer"] not in ("patient", "representative"):
+        raise InputError("signer must be patient or representative")
+    sha = rec.get("document_sha256") or ""
+    if sha and (len(sha) != 64 or any(c not in "0123456789abcdef" for c in sha)):
+        raise InputError("document_sha256 must be 64 lower-case hex digits")
+    contacts = Contact.__table__  # type: ignore[attr-defined]
+    table = Authorization.__table__  # type: ignore[attr-defined]
+    at = now or utcnow()
+    with writing(engine) as conn:
+        if conn.execute(select(contacts.c.id).where(contacts.c.id == contact_id)).scalar() is None:
+            raise InputError(f"no contact with id {contact_id}")
+        rec.update(contact_id=contact_id, created_at=at, updated_at=at)
+        new_id: int = conn.execute(insert(table).values(**rec)).inserted_primary_key[0]  # type: ignore[index]
+        ledger.append_in(conn, [Event(kind=AUTHORIZATION, outcome="granted", contact_id=contact_id,
+                                      authorization_id=new_id, actor=actor,
+                                      detail={"scope": rec["scope"], "document_sha256": sha or None})])
+    return new_id
+
+
+def document_sha256(path: Path) -> str:
+    """SHA-256 of the signed document (read in chunks)."""
+    try:
+        h = hashlib.sha256()
+        with Path(path).open("rb") as fh:
+            for chunk in iter(lambda: fh.read(1 << 20), b""):
+                h.update(chunk)
+    except OSError as err:
+        raise InputError(f"cannot read {path}: {err.strerror}") from None
+    return h.hexdigest()
+
+
+@dataclass(frozen=True)
+class Listed:
+    """One registry line for `authorizations list`: ids, scope, status and dates, never names."""
+
+    id: int
+    contact_id: int
+    scope: str
+    status: str
+    rules: tuple[str, ...]
+    signed_at: dt.datetime | None
+    expires_at: dt.datetime | None
+    expiration_event: bool
+    revoked_at: dt.datetime | None
+    remuneration: bool
+    retention_until: dt.datetime | None
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "id": self.id, "contact_id": self.contact_id, "scope": self.scope, "status": self.status,
+            "rules": list(self.rules), "signed_at": _iso(self.signed_at), "expires_at": _iso(self.expires_at),
+            "expiration_event": self.expiration_event, "revoked_at": _iso(self.revoked_at),
+            "remuneration": self.remuneration, "retention_until": _iso(self.retention_until),
+        }
+
+
+def _iso(t: dt.datetime | None) -> str | None:
+    return None if t is None else t.isoformat()
+
+
+def list_authorizations(engine: Engine, *, at: dt.datetime, contact_id: int | None = None,
+                        scope: str | None = None, expiring_within: dt.timedelta | None = None,
+                        page: int = 1000) -> Iterator[Listed]:
+    """Stream registry lines with their validity at `at` (via `authorizations.is_valid`).
+
+    `expiring_within`: only records valid at `at` whose expiration date falls within it.
+    """
+    table = Authorization.__table__  # type: ignore[attr-defined]
+    conds: list[Any] = []
+    if contact_id is not None:
+        conds.append(table.c.contact_id == contact_id)
+    if scope:
+        conds.append(table.c.scope == scope)
+    if expiring_within is not None:
+        conds += [table.c.expires_at.is_not(None), table.c.expires_at > at, table.c.expires_at <= at + expiring_within]
+    after = 0
+    while True:
+        with engine.connect() as conn:
+            rows = conn.execute(select(table).where(table.c.id > after, *conds).order_by(table.c.id).limit(page)).all()
+        if not rows:
+            return
+        for r in rows:
+            v = is_valid(r, r.scope, at)
+            if expiring_within is not None and not v.valid:
+                continue
+            until = retention_until(r)
+            yield Listed(r.id, r.contact_id, r.scope, str(v.status), v.rules, r.signed_at, r.expires_at,
+                         bool(r.expiration_event), r.revoked_at, bool(r.remuneration),
+                         None if until == dt.datetime.max else until)
+        after = rows[-1].id
+
+
+def purge(engine: Engine, ledger: Ledger, *, contact_id: int, scope: str | None = None,
+          at: dt.datetime | None = None, actor: str | None = None) -> list[int]:
+    """Delete a contact's authorization records once AUTH-9 retention has ended for all of them.
+
+    All or nothing: if any record is inside its retention period, nothing is deleted, the
+    refused attempt is recorded in the ledger, and RetentionRefusal (exit 3) is raised.
+    """
+    at = at or utcnow()
+    table = Authorization.__table__  # type: ignore[attr-defined]
+    refusal: RetentionRefusal | None = None
+    with writing(engine) as conn:
+        q = select(table).where(table.c.contact_id == contact_id)
+        if scope:
+            q = q.where(table.c.scope == scope)
+        recs = conn.execute(q.order_by(table.c.id)).all()
+        refused: list[tuple[Any, RetentionRefusal]] = []
+        for r in recs:
+            try:
+                check_purge(r, at)
+            except RetentionRefusal as err:
+                refused.append((r, err))
+        if refused:
+            refusal = RetentionRefusal([ref for _, e in refused for ref in e.refusals])
+            ledger.append_in(conn, [Event(kind=AUTHORIZATION, outcome="purge-refused", contact_id=contact_id,
+                                          authorization_id=r.id, actor=actor, rule_ids=("AUTH-9",),
+                                          detail={"scope": r.scope, "retention_until": _iso(
+                                              None if (u := retention_until(r)) == dt.datetime.max else u)})
+                                    for r, _ in refused])
+        else:
+            ids = [r.id for r in recs]
+            if ids:
+                conn.execute(delete(table).where(table.c.id.in_(ids)))
+            ledger.append_in(conn, [Event(kind=AUTHORIZATION, outcome="purged", contact_id=contact_id,
+                                          authorization_id=r.id, actor=actor, rule_ids=("AUTH-9",),
+                                          detail={"scope": r.scope}) for r in recs]
+                             or [Event(kind=AUTHORIZATION, outcome="purge-none", contact_id=contact_id,
+                                       actor=actor, detail={"scope": scope})])
+    if refusal is not None:
+        raise refusal
+    return [r.id for r in recs]
+
+
 def revoke(engine: Engine, ledger: Ledger, *, contact_id: int, scope: str, at: dt.datetime | None = None,
            actor: str | None = None) -> list[int]:
-    """Record a written revocation received at `at` (AUTH-7); returns the ids revoked."""
+    """Record a written revocation received at `at` (AUTH-7); returns the ids revoked.
+
+    Records already revoked later than `at` take the earlier receipt. A revocation that
+    matches no record is still a ledger event (the letter was received).
+    """
     at = at or utcnow()
     table = Authorization.__table__  # type: ignore[attr-defined]
     with writing(engine) as conn:
         ids = [r[0] for r in conn.execute(select(table.c.id).where(
-            table.c.contact_id == contact_id, table.c.scope == scope, table.c.revoked_at.is_(None)))]
+            table.c.contact_id == contact_id, table.c.scope == scope,
+            (table.c.revoked_at.is_(None)) | (table.c.revoked_at > at)).order_by(table.c.id))]
         if ids:
             conn.execute(update(table).where(table.c.id.in_(ids)).values(revoked_at=at, updated_at=utcnow()))
-            ledger.append_in(conn, [Event(kind=AUTHORIZATION, outcome="revoked", contact_id=contact_id,
-                                          authorization_id=i, actor=actor, rule_ids=("AUTH-7",),
-                                          detail={"scope": scope, "effective": at.isoformat()}) for i in ids])
+        ledger.append_in(conn, [Event(kind=AUTHORIZATION, outcome="revoked", contact_id=contact_id,
+                                      authorization_id=i, actor=actor, rule_ids=("AUTH-7",),
+                                      detail={"scope": scope, "effective": at.isoformat()}) for i in ids]
+                         or [Event(kind=AUTHORIZATION, outcome="revoke-unmatched", contact_id=contact_id,
+                                   actor=actor, rule_ids=("AUTH-7",),
+                                   detail={"scope": scope, "effective": at.isoformat()})])
     return ids
 
 

@@ -1,0 +1,70 @@
+"""`mailer keys ...`: field-key rotation (resumable) and status: key ids and counts only."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+import typer
+
+from mailer.cli.common import actor, new_app, out, print_json, runtime
+
+keys_app = new_app("Encryption keys (SEC-4): rotate the field key, show which key encrypts how many rows.")
+
+
+@keys_app.command("rotate")
+def rotate_cmd(ctx: typer.Context) -> None:
+    """Add a new field key to the key file and re-encrypt every row under it.
+
+    Resumable: if interrupted, run it again and it continues the unfinished rotation.
+    Old keys stay in the key file (backups and unmoved rows name them). Restart running
+    workers afterwards so they load the new key.
+    """
+    from sqlalchemy import func, select
+
+    from mailer.cli.contacts import progress_bar
+    from mailer.models import Contact
+    from mailer.store.rotation import rotate
+
+    rt = runtime(ctx)
+    with rt.engine.connect() as conn:
+        total = conn.execute(select(func.count()).select_from(Contact.__table__)).scalar()  # type: ignore[attr-defined]
+    done = 0
+
+    with progress_bar("re-encrypting", total) as advance:
+        def step(n: int) -> None:
+            nonlocal done
+            done += n
+            if advance:
+                advance(done)
+
+        res = rotate(rt.engine, rt.keyring, rt.ledger, actor=actor(ctx), progress=step)
+    verb = "resumed and finished" if res.resumed else "finished"
+    out.print(f"rotation {res.rotation_id} {verb}: {res.rewritten} row(s) re-encrypted from key {res.from_key_id} "
+              f"to {res.to_key_id}", markup=False)
+
+
+@keys_app.command("status")
+def status_cmd(
+    ctx: typer.Context,
+    fmt: Annotated[str, typer.Option("--format", help="text or json.")] = "text",
+) -> None:
+    """Active key, the key file's key ids, contact rows per key id, last rotation."""
+    from mailer.store.rotation import key_status
+
+    rt = runtime(ctx)
+    st = key_status(rt.engine, rt.keyring)
+    if fmt == "json":
+        print_json(st)
+        return
+    out.print(f"active key {st['active_key_id']}; key file holds {', '.join(st['key_ids'])}", markup=False)
+    for kid, n in st["contacts_per_key"].items():
+        mark = " (MISSING from the key file)" if kid in st["missing_keys"] else ""
+        out.print(f"  {kid}: {n} contact row(s){mark}", markup=False)
+    last = st["last_rotation"]
+    if last:
+        state = "done" if last["done"] else f"UNFINISHED after contact {last['last_contact_id']}; run `mailer keys rotate` to resume"
+        out.print(f"last rotation {last['id']}: {last['from']} -> {last['to']}, {state}", markup=False)
+
+
+def register(app: typer.Typer) -> None:
+    app.add_typer(keys_app, name="keys")

@@ -1,0 +1,135 @@
+"""Field-key rotation: re-encrypt every encrypted column under a new key, in resumable batches.
+
+A rotation is a `KeyRotation` row. Each batch re-encrypts the contacts after
+`last_contact_id` and advances it in the same transaction, so an interrupted run loses
+nothing and the next `mailer keys rotate` continues where it stopped. Old keys stay in
+the key file: backups and any row not yet moved still name them.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from sqlalchemy import Engine, bindparam, func, insert, select, update
+
+from mailer.crypto import Keyring, key_id_of
+from mailer.db import writing
+from mailer.errors import KeyFileError
+from mailer.ledger import KEY_ROTATION, Event, Ledger
+from mailer.models import Contact, KeyRotation, utcnow
+from mailer.store.contacts import aad
+
+BATCH = 500
+ENCRYPTED_CONTACT_COLUMNS = (("email_enc", "email"), ("identity_enc", "identity"), ("phi_enc", "phi"))
+
+
+@dataclass(frozen=True)
+class RotationResult:
+    rotation_id: int
+    from_key_id: str
+    to_key_id: str
+    resumed: bool
+    rewritten: int  # rows re-encrypted by this run
+    done: bool
+
+
+def unfinished(engine: Engine) -> Any | None:
+    t = KeyRotation.__table__  # type: ignore[attr-defined]
+    with engine.connect() as conn:
+        return conn.execute(select(t).where(t.c.done.is_(False)).order_by(t.c.id.desc()).limit(1)).first()
+
+
+def rotate(engine: Engine, keyring: Keyring, ledger: Ledger, *, actor: str | None = None,
+           batch: int = BATCH, progress: Callable[[int], None] | None = None) -> RotationResult:
+    """Start a rotation (new key saved to the key file first), or resume the unfinished one."""
+    rot = KeyRotation.__table__  # type: ignore[attr-defined]
+    current = unfinished(engine)
+    resumed = current is not None
+    if current is None:
+        if keyring.path is None:
+            raise KeyFileError("the keyring was not loaded from a key file; cannot save a new key")
+        from_kid = keyring.active_key_id
+        to_kid = keyring.add_field_key()
+        keyring.save(keyring.path, overwrite=True)  # the key exists on disk before any row uses it
+        with writing(engine) as conn:
+            rid = conn.execute(insert(rot).values(from_key_id=from_kid, to_key_id=to_kid, last_contact_id=0,
+                                                  last_authorization_id=0, done=False,
+                                                  started_at=utcnow())).inserted_primary_key[0]  # type: ignore[index]
+            ledger.append_in(conn, [Event(kind=KEY_ROTATION, outcome="started", actor=actor, rule_ids=("SEC-4",),
+                                          detail={"rotation": rid, "from": from_kid, "to": to_kid})])
+        last = 0
+    else:
+        rid, from_kid, to_kid, last = current.id, current.from_key_id, current.to_key_id, current.last_contact_id
+        if to_kid not in keyring.field_keys:
+            raise KeyFileError(f"rotation {rid} moves rows to key {to_kid!r}, which the key file does not hold",
+                               hint="use the key file the rotation was started with")
+        if keyring.active_key_id != to_kid:
+            raise KeyFileError(f"rotation {rid} targets key {to_kid!r} but the key file's active key is "
+                               f"{keyring.active_key_id!r}", hint="use the key file the rotation was started with")
+        with writing(engine) as conn:
+            ledger.append_in(conn, [Event(kind=KEY_ROTATION, outcome="resumed", actor=actor, rule_ids=("SEC-4",),
+                                          detail={"rotation": rid, "from": from_kid, "to": to_kid, "after": last})])
+
+    contacts = Contact.__table__  # type: ignore[attr-defined]
+    rewritten = 0
+    while True:
+        with writing(engine) as conn:
+            page = conn.execute(select(contacts.c.id, contacts.c.email_hash, contacts.c.key_id,
+                                       *(contacts.c[c] for c, _ in ENCRYPTED_CONTACT_COLUMNS))
+                                .where(contacts.c.id > last).order_by(contacts.c.id).limit(batch)).all()
+            if not page:
+                break
+            changes = [ch for row in page if (ch := _reencrypt(keyring, row, to_kid)) is not None]
+            if changes:
+                conn.execute(update(contacts).where(contacts.c.id == bindparam("_id")), changes)
+            last = page[-1].id
+            conn.execute(update(rot).where(rot.c.id == rid).values(last_contact_id=last))
+        rewritten += len(changes)
+        if progress:
+            progress(len(page))
+
+    with writing(engine) as conn:
+        left = conn.execute(select(func.count()).select_from(contacts).where(contacts.c.key_id != to_kid)).scalar()
+        conn.execute(update(rot).where(rot.c.id == rid).values(done=True, finished_at=utcnow()))
+        ledger.append_in(conn, [Event(kind=KEY_ROTATION, outcome="finished", actor=actor, rule_ids=("SEC-4",),
+                                      detail={"rotation": rid, "from": from_kid, "to": to_kid,
+                                              "rewritten": rewritten, "rows_on_other_keys": left})])
+    return RotationResult(rid, from_kid, to_kid, resumed, rewritten, True)
+
+
+def _reencrypt(keyring: Keyring, row: Any, to_kid: str) -> dict[str, Any] | None:
+    """The row's blobs under `to_kid` (same AAD), or None if it is already there."""
+    blobs = {col: getattr(row, col) for col, _ in ENCRYPTED_CONTACT_COLUMNS}
+    if row.key_id == to_kid and all(b is None or key_id_of(b) == to_kid for b in blobs.values()):
+        return None
+    out: dict[str, Any] = {"_id": row.id, "key_id": to_kid}
+    for col, name in ENCRYPTED_CONTACT_COLUMNS:
+        blob = blobs[col]
+        if blob is None:
+            out[col] = None
+            continue
+        a = aad(name, row.email_hash)
+        out[col] = keyring.encrypt(keyring.decrypt(blob, a), a, key_id=to_kid)
+    return out
+
+
+def key_status(engine: Engine, keyring: Keyring) -> dict[str, Any]:
+    """Rows per key id, the key file's keys, and any unfinished rotation (ids only)."""
+    contacts = Contact.__table__  # type: ignore[attr-defined]
+    rot = KeyRotation.__table__  # type: ignore[attr-defined]
+    with engine.connect() as conn:
+        per_key = {kid: n for kid, n in conn.execute(
+            select(contacts.c.key_id, func.count()).group_by(contacts.c.key_id).order_by(contacts.c.key_id))}
+        last = conn.execute(select(rot).order_by(rot.c.id.desc()).limit(1)).first()
+    return {
+        "active_key_id": keyring.active_key_id,
+        "key_ids": sorted(keyring.field_keys),
+        "contacts_per_key": per_key,
+        "missing_keys": sorted(k for k in per_key if k not in keyring.field_keys),
+        "last_rotation": None if last is None else {
+            "id": last.id, "from": last.from_key_id, "to": last.to_key_id, "done": bool(last.done),
+            "last_contact_id": last.last_contact_id, "started_at": last.started_at, "finished_at": last.finished_at,
+        },
+    }
