@@ -2,24 +2,42 @@
 
 Per recipient at the moment of sending (rules §0 conventions): suppression (SPAM-5),
 authorization expiry and revocation (SEG-3, AUTH-5, AUTH-7) and the rendered-output
-lint (PHI-2, PHI-3). A skip is a ledger entry with its rule ID (SEND-2). Database work
-runs in a worker thread, in batches; the event loop only drives SMTP connections.
+lint (PHI-2, PHI-3). A skip is a ledger entry with its rule ID (SEND-2).
+
+The in-flight window. At most `SenderOptions.claim_batch` (W) rows of a run are
+`claimed` by one sender and not yet recorded. Rows are claimed in chunks of about W/2,
+so the next chunk is claimed, checked and composed while the previous one is on the
+wire; outcomes are committed in batches (never one commit per message) and free their
+slots. A crash therefore leaves at most W rows `uncertain`. The checks run when a row
+is claimed, which is at most W messages (milliseconds) before it leaves; an
+authorization's known end (expiry, a revocation dated ahead) is checked again against
+the clock just before the message is handed to the transport.
+
+Replies (transport.py classifies them): 4xx, timeouts and disconnects are retried with
+exponential backoff and jitter, on a new connection, up to `max_attempts`; 5xx fails
+the row. A 5xx that says the address does not exist (RCPT 550/551/553 or 5.1.x) also
+suppresses the address as a bounce (BNC-1), in the same commit. A TLS policy failure
+(TLS-1..3) happens before MAIL FROM: nothing left, the row goes back to pending, the
+run pauses. `pause_after_failures` consecutive transport failures pause the run too.
 """
 
 from __future__ import annotations
 
 import asyncio
 import random
+import sys
 import time
+from collections import deque
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
+from pathlib import Path
 from typing import Any
 
 from sqlalchemy import Engine
 
 from mailer.compose import Composer, OutboundMessage
-from mailer.crypto import Keyring
+from mailer.crypto import Keyring, new_token
 from mailer.errors import (
     MailerError,
     PermanentDeliveryError,
@@ -36,7 +54,9 @@ from mailer.store.auth_records import authorizations_for
 from mailer.store.contacts import contacts_by_id, decrypt_clinical, decrypt_identity
 from mailer.store.suppressions import suppressed_among
 from mailer.templates import CompiledTemplate, Rendered
-from mailer.transport import SendResult, Transport
+from mailer.transport import RecipientRejected, SendResult, Transport
+
+SWITCH_INTERVAL = 0.0005  # seconds; see Sender.run
 
 # (authorizations of one contact, scope, at, third_party) -> (ok, rule IDs, authorization id)
 AuthCheck = Callable[[Sequence[Any], str, datetime, str | None], tuple[bool, tuple[str, ...], int | None]]
@@ -60,10 +80,12 @@ class SendPlan:
 @dataclass(frozen=True)
 class SenderOptions:
     unsubscribe_base: str
-    claim_batch: int = 32
+    claim_batch: int = 32  # W, the in-flight window (see the module docstring)
     max_attempts: int = 4
     retry_base_seconds: float = 1.0
+    retry_max_seconds: float = 300.0
     pause_after_failures: int = 20
+    flush_seconds: float = 0.05  # longest an outcome waits for its batched commit
     worker: str = ""
 
 
@@ -77,13 +99,19 @@ class Summary:
     skipped: dict[str, int] = field(default_factory=dict)
     uncertain: int = 0
     released: int = 0
+    bounced: int = 0  # failed with an address-does-not-exist reply, now suppressed (BNC-1)
     paused: str = ""  # reason, no PHI
     paused_rules: tuple[str, ...] = ()
     elapsed: float = 0.0
+    dry_run: bool = False
 
     @property
     def skipped_total(self) -> int:
         return sum(self.skipped.values())
+
+    @property
+    def done(self) -> int:
+        return self.sent + self.failed + self.skipped_total
 
     @property
     def rate(self) -> float:
@@ -97,7 +125,21 @@ class _Item:
     contact_id: int
     recipient_hash: str
     domain: str
-    attempts: int = 0
+    authorization_id: int | None
+    valid_until: datetime | None = None  # the authorization's known end (expiry, revocation)
+    end_rule: str = ""
+    tries: int = 0
+
+
+def _auth_end(auths: Sequence[Any], auth_id: int | None, now: datetime) -> tuple[datetime | None, str]:
+    """The earliest known moment after `now` at which the relied-on authorization stops."""
+    for a in auths:
+        if getattr(a, "id", None) != auth_id:
+            continue
+        ends = [(t, rule) for t, rule in ((a.expires_at, "AUTH-5"), (a.expiration_event_occurred_at, "AUTH-5"),
+                                          (a.revoked_at, "AUTH-7")) if t is not None and t > now]
+        return min(ends) if ends else (None, "")
+    return None, ""
 
 
 class Sender:
@@ -107,7 +149,7 @@ class Sender:
         engine: Engine,
         keyring: Keyring,
         ledger: Ledger,
-        transport: Transport,
+        transport: Transport | None,
         composer: Composer,
         options: SenderOptions,
         auth_check: AuthCheck | None = None,
@@ -115,6 +157,7 @@ class Sender:
         limiter: RateLimiter | None = None,
         clock: Callable[[], datetime] = utcnow,
         progress: Callable[[Summary], None] | None = None,
+        progress_seconds: float = 0.1,
     ) -> None:
         self.engine = engine
         self.keyring = keyring
@@ -127,43 +170,47 @@ class Sender:
         self.limiter = limiter or RateLimiter()
         self.clock = clock
         self.progress = progress
+        self.progress_seconds = progress_seconds
 
     # -- preparation (worker thread) ----------------------------------------------------
-    def _prepare(self, plan: SendPlan, batch: list[dq.Claimed]) -> tuple[list[_Item], list[dq.Outcome]]:
+    def _prepare(self, plan: SendPlan, batch: Sequence[dq.Claimed]) -> tuple[list[_Item], list[dq.Outcome]]:
+        """The checks at send time, then render and compose. Pure CPU plus three reads."""
         rows = contacts_by_id(self.engine, (c.contact_id for c in batch))
         suppressed = suppressed_among(self.engine, (r.email_hash for r in rows.values()))
         auths = authorizations_for(self.engine, rows, plan.scope) if plan.scope else {}
-        now = self.clock()
         items: list[_Item] = []
         skips: list[dq.Outcome] = []
         t = plan.template
+        base_url = self.options.unsubscribe_base
         for c in batch:
+            now = self.clock()
             row = rows.get(c.contact_id)
-            base = {"kind": SKIP, "campaign_id": plan.campaign_id, "contact_id": c.contact_id,
-                    "template_hash": t.content_hash, "message_id": c.message_id}
+            base: dict[str, Any] = {"kind": SKIP, "campaign_id": plan.campaign_id, "contact_id": c.contact_id,
+                                    "template_hash": t.content_hash, "message_id": c.message_id,
+                                    "detail": {"run": plan.run}}
             if row is None:
-                skips.append(dq.Outcome(c.delivery_id, dq.SKIPPED, Event(**base, rule_ids=("SEND-2",),
-                                        detail={"why": "contact no longer exists"})))
+                skips.append(dq.Outcome(c.delivery_id, dq.SKIPPED, Event(**base, rule_ids=("SEND-2",))))
                 continue
             base["recipient_hash"] = row.email_hash
             if row.email_hash in suppressed:  # SPAM-5, STD-7: opt-outs win over schedules
-                skips.append(dq.Outcome(c.delivery_id, dq.SKIPPED, Event(**base, rule_ids=("SPAM-5",),
-                                        detail={"why": "suppressed"})))
+                skips.append(dq.Outcome(c.delivery_id, dq.SKIPPED, Event(**base, rule_ids=("SPAM-5",))))
                 continue
             clinical_values: list[str] = []
             auth_id = c.authorization_id
+            valid_until, end_rule = None, ""
             if plan.scope and self.auth_check is not None:
-                ok, rules, auth_id = self.auth_check(auths.get(c.contact_id, []), plan.scope, now, plan.third_party)
+                mine = auths.get(c.contact_id, [])
+                ok, rules, auth_id = self.auth_check(mine, plan.scope, now, plan.third_party)
                 if not ok:  # SEG-3: re-checked for each recipient at send time
                     skips.append(dq.Outcome(c.delivery_id, dq.SKIPPED, Event(
-                        **base, authorization_id=auth_id, rule_ids=("SEG-3", *rules),
-                        detail={"why": "authorization not valid at send time"})))
+                        **base, authorization_id=auth_id, rule_ids=("SEG-3", *rules))))
                     continue
+                valid_until, end_rule = _auth_end(mine, auth_id, now)
                 # Authorized for this scope: its own clinical values feed the leak check (SEG-2).
                 for v in decrypt_clinical(self.keyring, row).values():
                     clinical_values.extend(v if isinstance(v, list) else [v] if v else [])
             view = decrypt_identity(self.keyring, row)
-            unsubscribe_url = self.options.unsubscribe_base + c.token
+            unsubscribe_url = base_url + c.token
             context = {
                 "contact": {"first_name": view.identity.get("first_name", ""),
                             "preferred_name": view.identity.get("preferred_name", ""),
@@ -175,148 +222,273 @@ class Sender:
             try:
                 rendered = t.render(context)
             except MailerError as err:
-                skips.append(dq.Outcome(c.delivery_id, dq.SKIPPED, Event(**base, rule_ids=err.rules or ("PHI-1",),
-                                        detail={"why": "render failed"})))
+                skips.append(dq.Outcome(c.delivery_id, dq.SKIPPED, Event(**base, rule_ids=err.rules or ("PHI-1",))))
                 continue
             if self.rendered_check is not None:
-                rules = tuple(dict.fromkeys(self.rendered_check(rendered, clinical_values)))
-                if rules:  # the finding's rule, never the value
-                    skips.append(dq.Outcome(c.delivery_id, dq.SKIPPED, Event(**base, rule_ids=rules,
-                                            detail={"why": "rendered-output lint"})))
+                found = tuple(dict.fromkeys(self.rendered_check(rendered, clinical_values)))
+                if found:  # the finding's rule, never the value
+                    skips.append(dq.Outcome(c.delivery_id, dq.SKIPPED, Event(**base, rule_ids=found)))
                     continue
-            msg = self.composer.compose(recipient=view.email, rendered=rendered, message_id=c.message_id,
-                                        unsubscribe_url=unsubscribe_url)
-            items.append(_Item(c, msg, c.contact_id, row.email_hash, view.email.rpartition("@")[2],
-                               attempts=c.attempts - 1))
-            if auth_id is not None and auth_id != c.authorization_id:
-                object.__setattr__(items[-1].claimed, "authorization_id", auth_id)
+            try:
+                msg = self.composer.compose(recipient=view.email, rendered=rendered, message_id=c.message_id,
+                                            unsubscribe_url=unsubscribe_url)
+            except MailerError as err:
+                skips.append(dq.Outcome(c.delivery_id, dq.SKIPPED, Event(**base, rule_ids=err.rules or ("STD-1",))))
+                continue
+            items.append(_Item(c, msg, c.contact_id, row.email_hash, view.email.rpartition("@")[2].lower(),
+                               auth_id, valid_until, end_rule))
         return items, skips
+
+    def _read_and_prepare(self, plan: SendPlan, after: int, n: int,
+                          statuses: Sequence[str]) -> tuple[int, list[_Item], list[dq.Outcome]]:
+        """Read the next rows (no claim yet), check them and compose their messages."""
+        rows = dq.page(self.engine, plan.campaign_id, plan.run, after=after, n=n, statuses=statuses)
+        if not rows:
+            return after, [], []
+        ahead = [dq.Claimed(r.delivery_id, r.contact_id, r.authorization_id,
+                            r.message_id or self.composer.message_id(r.delivery_id), new_token(), r.attempts + 1)
+                 for r in rows]
+        items, skips = self._prepare(plan, ahead)
+        return rows[-1].delivery_id, items, skips
 
     # -- the run -----------------------------------------------------------------------
     async def run(self, plan: SendPlan, *, statuses: Sequence[str] = (dq.PENDING,)) -> Summary:
+        """Three parts: a composer reading ahead (thread), one database task that records
+        outcomes and claims the next composed rows in the same commit (thread), and K
+        sender tasks on the event loop, one per pooled connection."""
+        if self.transport is None:
+            raise MailerError("Sender.run needs a transport")
+        transport = self.transport
+        opts = self.options
         summary = Summary(plan.campaign_id, plan.run)
         started = time.perf_counter()
         summary.uncertain = await asyncio.to_thread(dq.mark_uncertain, self.engine, self.ledger,
                                                     plan.campaign_id, plan.run)
-        queue: asyncio.Queue[_Item | None] = asyncio.Queue(maxsize=self.options.claim_batch * 2)
+        window = max(1, opts.claim_batch)
+        chunk = max(1, window // 2)
+        k = max(1, int(getattr(transport, "connections", 4)))
+        queue: asyncio.Queue[_Item | None] = asyncio.Queue()
+        prepared: deque[_Item] = deque()
         outcomes: list[dq.Outcome] = []
+        skips: list[dq.Outcome] = []
         stop = asyncio.Event()
-        consecutive = 0
-        k = getattr(self.transport, "connections", 4)
+        db_wake = asyncio.Event()
+        prod_wake = asyncio.Event()
+        st: dict[str, Any] = {"inflight": 0, "open": 0, "consecutive": 0, "producing": True, "first_outcome": 0.0}
+        last_progress = [0.0]
+        retries: set[asyncio.Task[None]] = set()
 
-        def note(o: dq.Outcome) -> None:
-            outcomes.append(o)
-            if o.status == dq.SENT:
+        def report(force: bool = False) -> None:
+            if self.progress is None:
+                return
+            now = time.perf_counter()
+            if force or now - last_progress[0] >= self.progress_seconds:
+                last_progress[0] = now
+                summary.elapsed = now - started
+                self.progress(summary)
+
+        def count(o: dq.Outcome) -> None:
+            if o.status == dq.DEFERRED:
+                summary.deferred += 1
+            elif o.status == dq.SENT:
                 summary.sent += 1
             elif o.status == dq.FAILED:
                 summary.failed += 1
+                summary.bounced += 1 if o.bounce_hash else 0
             elif o.status == dq.SKIPPED and o.event is not None:
                 key = ",".join(o.event.rule_ids)
                 summary.skipped[key] = summary.skipped.get(key, 0) + 1
             elif o.status == dq.PENDING:
                 summary.released += 1
-            if self.progress:
-                self.progress(summary)
+
+        def note(o: dq.Outcome) -> None:
+            if not outcomes:
+                st["first_outcome"] = time.perf_counter()
+            outcomes.append(o)
+            count(o)
+            db_wake.set()
+
+        def finish(o: dq.Outcome) -> None:
+            note(o)
+            st["open"] -= 1
 
         def pause(reason: str, rules: tuple[str, ...]) -> None:
             if not stop.is_set():
                 summary.paused, summary.paused_rules = reason, rules
                 stop.set()
-
-        async def flush() -> None:
-            if outcomes:
-                batch = outcomes[:]
-                outcomes.clear()
-                await asyncio.to_thread(dq.record, self.engine, self.ledger, batch)
+                db_wake.set()
+                prod_wake.set()
 
         async def producer() -> None:
-            domain = self.composer.domain
+            after = 0
             try:
                 while not stop.is_set():
-                    claimed = await asyncio.to_thread(dq.claim_batch, self.engine, plan.campaign_id, plan.run,
-                                                      self.options.claim_batch, domain=domain,
-                                                      worker=self.options.worker, statuses=statuses)
-                    if not claimed:
+                    if len(prepared) >= window:
+                        prod_wake.clear()
+                        await prod_wake.wait()
+                        continue
+                    after, items, sk = await asyncio.to_thread(self._read_and_prepare, plan, after, chunk, statuses)
+                    if not items and not sk:
                         break
-                    items, skips = await asyncio.to_thread(self._prepare, plan, claimed)
-                    for s in skips:
-                        note(s)
-                    for it in items:
-                        if stop.is_set():
-                            note(dq.Outcome(it.claimed.delivery_id, dq.PENDING))  # never attempted
+                    for o in sk:
+                        count(o)
+                    skips.extend(sk)
+                    prepared.extend(items)
+                    db_wake.set()
+            finally:
+                st["producing"] = False
+                db_wake.set()
+
+        async def database() -> None:
+            """Records outcomes and claims the next rows, in one commit per turn."""
+            try:
+                while True:
+                    finals = sum(1 for o in outcomes if o.status != dq.DEFERRED)
+                    free = window - st["inflight"] + finals
+                    claims: list[_Item] = []
+                    if prepared and not stop.is_set() and (free >= chunk or (free > 0 and not st["producing"])):
+                        claims = [prepared.popleft() for _ in range(min(free, len(prepared)))]
+                        prod_wake.set()
+                    if not claims and not skips:
+                        if not outcomes:
+                            if not st["producing"] and (not prepared or stop.is_set()) and st["open"] <= 0:
+                                return
+                            db_wake.clear()
+                            await db_wake.wait()
                             continue
-                        await queue.put(it)
-                    if len(outcomes) >= self.options.claim_batch:
-                        await flush()
+                        wait = opts.flush_seconds - (time.perf_counter() - st["first_outcome"])
+                        if finals < chunk and wait > 0 and (st["producing"] or prepared or st["open"] > 0):
+                            db_wake.clear()
+                            try:  # let a few more outcomes join this commit
+                                await asyncio.wait_for(db_wake.wait(), wait)
+                            except TimeoutError:
+                                pass
+                            else:
+                                continue
+                    out, sk = outcomes[:], skips[:]
+                    outcomes.clear()
+                    skips.clear()
+                    finals = sum(1 for o in out if o.status != dq.DEFERRED)
+                    got = await asyncio.to_thread(
+                        dq.commit_cycle, self.engine, self.ledger, outcomes=out, claims=[i.claimed for i in claims],
+                        skips=sk, campaign_id=plan.campaign_id, statuses=statuses, worker=opts.worker)
+                    st["inflight"] += len(got) - finals
+                    for it in claims:
+                        if it.claimed.delivery_id in got:  # else another worker has it
+                            st["open"] += 1
+                            queue.put_nowait(it)
+                    report()
             finally:
                 for _ in range(k):
-                    await queue.put(None)
+                    queue.put_nowait(None)
+
+        async def retry_later(it: _Item, delay: float) -> None:
+            try:  # a pause cuts the wait short; the sender then releases the row
+                await asyncio.wait_for(stop.wait(), delay)
+            except TimeoutError:
+                pass
+            queue.put_nowait(it)
+
+        def give_up(it: _Item, err: TransportError) -> None:
+            bounce = it.recipient_hash if isinstance(err, RecipientRejected) else None
+            ev = self._event(plan, it, dq.FAILED, None, err, rules=("BNC-1",) if bounce else ())
+            finish(dq.Outcome(it.claimed.delivery_id, dq.FAILED, ev, err.code, bounce_hash=bounce))
 
         async def sender() -> None:
-            nonlocal consecutive
             while True:
                 it = await queue.get()
                 if it is None:
                     return
                 if stop.is_set():
-                    note(dq.Outcome(it.claimed.delivery_id, dq.PENDING))
+                    finish(dq.Outcome(it.claimed.delivery_id, dq.PENDING))  # never attempted
+                    continue
+                if it.valid_until is not None and self.clock() >= it.valid_until:
+                    finish(dq.Outcome(it.claimed.delivery_id, dq.SKIPPED, Event(
+                        kind=SKIP, campaign_id=plan.campaign_id, contact_id=it.contact_id,
+                        recipient_hash=it.recipient_hash, template_hash=plan.template.content_hash,
+                        message_id=it.message.message_id, authorization_id=it.authorization_id,
+                        rule_ids=("SEG-3", it.end_rule), detail={"run": plan.run})))
                     continue
                 await self.limiter.acquire(it.domain)
-                while True:
-                    it.attempts += 1
-                    try:
-                        res = await self.transport.send(it.message)
-                    except TLSPolicyError as err:  # before MAIL FROM: nothing left this machine
-                        note(dq.Outcome(it.claimed.delivery_id, dq.PENDING))
-                        pause(err.message, err.rules)
-                        break
-                    except TemporaryDeliveryError as err:
-                        consecutive += 1
-                        # a ledger entry for the attempt; the row stays claimed until it ends
-                        outcomes.append(dq.Outcome(it.claimed.delivery_id, dq.DEFERRED,
-                                                   self._event(plan, it, dq.DEFERRED, None, err), err.code))
-                        if consecutive >= self.options.pause_after_failures:
-                            note(dq.Outcome(it.claimed.delivery_id, dq.FAILED,
-                                            self._event(plan, it, dq.FAILED, None, err), err.code))
-                            pause(f"{consecutive} consecutive transport failures", ("SEND-2",))
-                            break
-                        if it.attempts >= self.options.max_attempts:
-                            note(dq.Outcome(it.claimed.delivery_id, dq.FAILED,
-                                            self._event(plan, it, dq.FAILED, None, err), err.code))
-                            break
-                        summary.deferred += 1
-                        delay = self.options.retry_base_seconds * (2 ** (it.attempts - 1))
-                        await asyncio.sleep(delay * (0.5 + random.random()))  # jitter
-                        if stop.is_set():
-                            note(dq.Outcome(it.claimed.delivery_id, dq.FAILED,
-                                            self._event(plan, it, dq.FAILED, None, err), err.code))
-                            break
+                it.tries += 1
+                try:
+                    res = await transport.send(it.message)
+                except TLSPolicyError as err:  # before MAIL FROM: nothing left this machine
+                    finish(dq.Outcome(it.claimed.delivery_id, dq.PENDING))
+                    pause(err.message, err.rules or ("TLS-1",))
+                    continue
+                except TemporaryDeliveryError as err:
+                    st["consecutive"] += 1
+                    if st["consecutive"] >= opts.pause_after_failures:
+                        give_up(it, err)
+                        pause(f"{st['consecutive']} consecutive transport failures", ("SEND-2",))
                         continue
-                    except (PermanentDeliveryError, TransportError) as err:
-                        consecutive = 0
-                        note(dq.Outcome(it.claimed.delivery_id, dq.FAILED,
-                                        self._event(plan, it, dq.FAILED, None, err), err.code))
-                        break
-                    consecutive = 0
-                    note(dq.Outcome(it.claimed.delivery_id, dq.SENT, self._event(plan, it, dq.SENT, res, None), res.code))
-                    break
+                    if it.tries >= opts.max_attempts or stop.is_set():
+                        give_up(it, err)
+                        continue
+                    # a ledger entry for the attempt; the row stays claimed until it ends
+                    note(dq.Outcome(it.claimed.delivery_id, dq.DEFERRED, self._event(plan, it, dq.DEFERRED, None, err),
+                                    err.code))
+                    delay = min(opts.retry_max_seconds, opts.retry_base_seconds * (2 ** (it.tries - 1)))
+                    task = asyncio.get_running_loop().create_task(retry_later(it, delay * (0.5 + random.random())))
+                    retries.add(task)
+                    task.add_done_callback(retries.discard)
+                    continue
+                except (PermanentDeliveryError, TransportError) as err:
+                    st["consecutive"] = 0
+                    give_up(it, err)
+                    continue
+                st["consecutive"] = 0
+                finish(dq.Outcome(it.claimed.delivery_id, dq.SENT, self._event(plan, it, dq.SENT, res, None), res.code))
 
-        async def recorder() -> None:
-            while True:
-                await asyncio.sleep(0.2)
-                await flush()
-
-        rec = asyncio.create_task(recorder())
+        # Threads that call into sqlite give up the GIL on every statement and then wait up
+        # to the switch interval (5 ms) to get it back from the composer thread: a convoy
+        # that stretches each commit to tens of ms. A shorter interval keeps turns short.
+        interval = sys.getswitchinterval()
+        sys.setswitchinterval(min(interval, SWITCH_INTERVAL))
         try:
-            await asyncio.gather(producer(), *(sender() for _ in range(k)))
+            await asyncio.gather(producer(), database(), *(sender() for _ in range(k)))
         finally:
-            rec.cancel()
-            await flush()
+            sys.setswitchinterval(interval)
+            if outcomes or skips:  # an error above: keep what is known
+                await asyncio.to_thread(dq.commit_cycle, self.engine, self.ledger, outcomes=outcomes[:],
+                                        skips=skips[:], statuses=statuses)
             summary.elapsed = time.perf_counter() - started
+            report(force=True)
+        return summary
+
+    # -- dry run -----------------------------------------------------------------------
+    def dry_run(self, plan: SendPlan, out_dir: Path, *, statuses: Sequence[str] = (dq.PENDING,)) -> Summary:
+        """Same checks, render and compose as a send; writes `<delivery id>.eml` instead.
+
+        Claims nothing and records nothing as sent: the rows stay as they are. Unsubscribe
+        links carry a placeholder token that unsubscribes nobody. The files hold PHI
+        (addresses, names): the directory is the operator's responsibility.
+        """
+        summary = Summary(plan.campaign_id, plan.run, dry_run=True)
+        started = time.perf_counter()
+        out_dir.mkdir(parents=True, exist_ok=True)
+        for page in dq.iter_rows(self.engine, plan.campaign_id, plan.run, statuses=statuses):
+            preview = [dq.Claimed(r.delivery_id, r.contact_id, r.authorization_id,
+                                  r.message_id or self.composer.message_id(r.delivery_id), "dry-run", r.attempts)
+                       for r in page]
+            items, skips = self._prepare(plan, preview)
+            for s in skips:
+                key = ",".join(s.event.rule_ids) if s.event else "-"
+                summary.skipped[key] = summary.skipped.get(key, 0) + 1
+            for it in items:
+                (out_dir / f"{it.claimed.delivery_id}.eml").write_bytes(it.message.data)
+                summary.sent += 1
+            if self.progress:
+                summary.elapsed = time.perf_counter() - started
+                self.progress(summary)
+        summary.elapsed = time.perf_counter() - started
         return summary
 
     def _event(self, plan: SendPlan, it: _Item, outcome: str, res: SendResult | None,
-               err: TransportError | None) -> Event:
+               err: TransportError | None, rules: tuple[str, ...] = ()) -> Event:
+        assert self.transport is not None
+        text = res.text if res else (err.message if err else "")
         return Event(
             kind=SEND, outcome=outcome, campaign_id=plan.campaign_id, contact_id=it.contact_id,
             recipient_hash=it.recipient_hash, template_hash=plan.template.content_hash,
@@ -324,8 +496,8 @@ class Sender:
             relay=self.transport.relay,
             tls_version=res.tls_version if res else None, tls_cipher=res.tls_cipher if res else None,
             smtp_code=res.code if res else (err.code if err else None),
-            smtp_text=scrub(res.text if res else (err.message if err else "")) or None,
-            authorization_id=it.claimed.authorization_id,
-            rule_ids=("TLS-1",) if isinstance(err, TLSPolicyError) else (),
-            detail={"attempt": it.attempts, "run": plan.run},
+            smtp_text=scrub(text) if text else None,
+            authorization_id=it.authorization_id,
+            rule_ids=rules or (tuple(err.rules) if err is not None else ()),
+            detail={"attempt": it.tries, "run": plan.run},
         )

@@ -5,18 +5,25 @@ from __future__ import annotations
 import asyncio
 import time
 from collections import deque
-from collections.abc import Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping
 
 
 class RateLimiter:
-    """`await acquire(domain)` returns when one more message may go to that domain."""
+    """`await acquire(domain)` returns when one more message may go to that domain.
+
+    Global: at most `per_second` messages a second, evenly spaced. Per recipient domain:
+    at most N in any sliding 60 s window (`per_domain_per_minute`, "*" for any other
+    domain). Retries go through `acquire` again, so they count against both.
+    """
 
     def __init__(self, per_second: float = 0.0, per_domain_per_minute: Mapping[str, int] | None = None,
-                 clock: Callable[[], float] = time.monotonic) -> None:
+                 clock: Callable[[], float] = time.monotonic,
+                 sleep: Callable[[float], Awaitable[None]] = asyncio.sleep) -> None:
         self.interval = 1.0 / per_second if per_second > 0 else 0.0
         self.domain_limits = {k.lower(): v for k, v in (per_domain_per_minute or {}).items()}
         self.window = 60.0
         self.clock = clock
+        self.sleep = sleep  # injectable with the clock: tests run the windows without waiting
         self._next = 0.0
         self._sent: dict[str, deque[float]] = {}
         self._lock = asyncio.Lock()
@@ -44,4 +51,4 @@ class RateLimiter:
                     if self.domain_limits:
                         self._sent.setdefault(domain, deque()).append(now)
                     return
-            await asyncio.sleep(wait)
+            await self.sleep(wait)

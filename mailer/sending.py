@@ -6,6 +6,7 @@ every path that sends (CLI, scheduler, worker) passes the same gates.
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
@@ -19,7 +20,7 @@ from mailer.authorizations import best_validity
 from mailer.campaigns import get, set_status
 from mailer.db import writing
 from mailer.errors import ComplianceRefusal, StateError
-from mailer.ledger import REFUSAL, Event
+from mailer.ledger import CAMPAIGN, REFUSAL, Event
 from mailer.models import Campaign, utcnow
 from mailer.pipeline import AuthCheck, RenderedCheck, Sender, SenderOptions, SendPlan, Summary
 from mailer.ratelimit import RateLimiter
@@ -126,23 +127,12 @@ def prepare(rt: Runtime, campaign: Campaign, *, actor: str | None = None, at: da
     return Prepared(campaign, template, plan, ev.counts, frozen)
 
 
-async def send(rt: Runtime, campaign_id: int, *, transport: Any = None, actor: str | None = None,
-               progress: Callable[[Summary], None] | None = None,
-               preflight: Callable[[Runtime, Campaign], None] | None = None,
-               statuses: Sequence[str] = (dq.PENDING,)) -> Summary:
-    """Send (or resume) a campaign run. Refusals raise ComplianceRefusal (exit 3)."""
-    campaign = get(rt, campaign_id)
-    if campaign.status in ("done", "cancelled") and statuses == (dq.PENDING,):
-        raise StateError(f"campaign {campaign_id} is {campaign.status}")
-    if preflight is not None:
-        preflight(rt, campaign)
-    else:
-        preflight_gates.require(rt, campaign)
-    prepared = prepare(rt, campaign, actor=actor)
-    set_status(rt, campaign_id, "sending", actor=actor)
+def make_sender(rt: Runtime, campaign_id: int, *, transport: Any = None,
+                progress: Callable[[Summary], None] | None = None,
+                clock: Callable[[], datetime] | None = None) -> Sender:
+    """The Sender wired from settings: limits, checks, composer (DKIM when configured)."""
     s = rt.settings
-    transport = transport or rt.transport()
-    sender = Sender(
+    return Sender(
         engine=rt.engine, keyring=rt.keyring, ledger=rt.ledger, transport=transport,
         composer=rt.composer(campaign_id),
         options=SenderOptions(unsubscribe_base=s.unsubscribe.base_url, claim_batch=s.limits.claim_batch,
@@ -150,12 +140,52 @@ async def send(rt: Runtime, campaign_id: int, *, transport: Any = None, actor: s
                               pause_after_failures=s.limits.pause_after_failures),
         auth_check=auth_check(), rendered_check=rendered_check(rt),
         limiter=RateLimiter(s.limits.messages_per_second, s.limits.per_domain_per_minute),
-        progress=progress,
+        clock=clock or utcnow, progress=progress,
     )
-    plan = SendPlan(campaign_id=campaign_id, run=campaign.run, campaign_name=campaign.name,
+
+
+def _plan(rt: Runtime, campaign: Campaign, prepared: Prepared) -> SendPlan:
+    sp = prepared.segment_plan
+    return SendPlan(campaign_id=campaign.id or 0, run=campaign.run, campaign_name=campaign.name,
                     template=prepared.template, center=rt.center_context(),
-                    scope=prepared.segment_plan.segment.scope if prepared.segment_plan.requires_authorization else None,
-                    third_party=prepared.segment_plan.segment.third_party)
+                    scope=sp.segment.scope if sp.requires_authorization else None,
+                    third_party=sp.segment.third_party)
+
+
+async def send(rt: Runtime, campaign_id: int, *, transport: Any = None, actor: str | None = None,
+               progress: Callable[[Summary], None] | None = None,
+               preflight: Callable[[Runtime, Campaign], None] | None = None,
+               statuses: Sequence[str] = (dq.PENDING,),
+               dry_run: Path | None = None,
+               clock: Callable[[], datetime] | None = None) -> Summary:
+    """Send (or resume) a campaign run. Refusals raise ComplianceRefusal (exit 3).
+
+    `statuses` picks the rows to claim: pending (send and resume), uncertain (the
+    operator's `resend --uncertain`) or failed (`retry-failed`). `dry_run` writes one
+    .eml per recipient into that folder instead of sending, and records nothing as sent.
+    """
+    campaign = get(rt, campaign_id)
+    if campaign.status in ("done", "cancelled") and tuple(statuses) == (dq.PENDING,) and dry_run is None:
+        raise StateError(f"campaign {campaign_id} is {campaign.status}",
+                         hint="`campaign retry-failed` or `campaign resend --uncertain` pick up what is left")
+    if campaign.status == "cancelled":
+        raise StateError(f"campaign {campaign_id} is cancelled")
+    if preflight is not None:
+        preflight(rt, campaign)
+    else:
+        preflight_gates.require(rt, campaign)
+    prepared = prepare(rt, campaign, actor=actor)
+    plan = _plan(rt, campaign, prepared)
+    if dry_run is not None:
+        sender = make_sender(rt, campaign_id, progress=progress, clock=clock)
+        summary = await asyncio.to_thread(sender.dry_run, plan, Path(dry_run), statuses=statuses)
+        rt.ledger.append([Event(kind=CAMPAIGN, outcome="dry-run", campaign_id=campaign_id, actor=actor,
+                                detail={"run": campaign.run, "written": summary.sent,
+                                        "skipped": summary.skipped_total})])
+        return summary
+    set_status(rt, campaign_id, "sending", actor=actor)
+    transport = transport or rt.transport()
+    sender = make_sender(rt, campaign_id, transport=transport, progress=progress, clock=clock)
     try:
         summary = await sender.run(plan, statuses=statuses)
     finally:

@@ -62,8 +62,19 @@ class TLSPolicy:
                                  hint="use 'starttls' (port 587) or 'implicit' (port 465)")
 
 
-def _classify(err: BaseException) -> TransportError:
-    """Map aiosmtplib/ssl/OS errors to ours (the only place that knows aiosmtplib's)."""
+class RecipientRejected(PermanentDeliveryError):
+    """A 5xx at RCPT TO saying the address does not exist (550/551/553, 5.1.x): a bounce (BNC-1)."""
+
+
+_NO_SUCH_ADDRESS = (550, 551, 553)
+
+
+def _classify(err: BaseException, *, connecting: bool = False) -> TransportError:
+    """Map aiosmtplib/ssl/OS errors to ours (the only place that knows aiosmtplib's).
+
+    `connecting`: raised by `SMTP.connect`, which is greeting, EHLO, STARTTLS, EHLO and
+    login. There a bare reply error can only be the answer to STARTTLS: TLS-1, not a 4xx.
+    """
     if isinstance(err, TransportError):
         return err
     if isinstance(err, ssl.SSLCertVerificationError):
@@ -72,12 +83,23 @@ def _classify(err: BaseException) -> TransportError:
     if isinstance(err, ssl.SSLError):
         return TLSPolicyError(f"TLS handshake failed: {err.reason}", rules=("TLS-2",),
                               hint="the relay must offer TLS 1.2 or newer")
+    if connecting and isinstance(err, aiosmtplib.SMTPServerDisconnected) and (
+            "upgrading transport" in str(err) or _caused_by(err, ssl.SSLError)):
+        # the peer dropped the TLS handshake (no common protocol version, or a path that
+        # interferes with STARTTLS): never a reason to go on in clear
+        return TLSPolicyError("TLS handshake with the relay failed (no TLS 1.2+ agreed)", rules=("TLS-2",),
+                              hint="the relay must offer TLS 1.2 or newer")
+    if connecting and type(err) is aiosmtplib.SMTPResponseException:
+        return TLSPolicyError(f"relay refused STARTTLS ({err.code}); refusing to send in clear", code=err.code,
+                              rules=("TLS-1",), hint="use a relay with working STARTTLS or implicit TLS on port 465")
     if isinstance(err, aiosmtplib.SMTPConnectError | aiosmtplib.SMTPServerDisconnected | aiosmtplib.SMTPTimeoutError):
         return TemporaryDeliveryError(f"{type(err).__name__}: {err}")
     if isinstance(err, aiosmtplib.SMTPRecipientsRefused):
         first = err.recipients[0] if err.recipients else None
         code = first.code if first else 550
-        return _by_code(code, first.message if first else "recipient refused")
+        return _by_code(code, first.message if first else "recipient refused", at_rcpt=True)
+    if isinstance(err, aiosmtplib.SMTPRecipientRefused):
+        return _by_code(err.code, err.message, at_rcpt=True)
     if isinstance(err, aiosmtplib.SMTPResponseException):
         return _by_code(err.code, err.message)
     if isinstance(err, aiosmtplib.SMTPException) and "STARTTLS" in str(err).upper():
@@ -88,10 +110,23 @@ def _classify(err: BaseException) -> TransportError:
     return TransportError(f"{type(err).__name__}")
 
 
-def _by_code(code: int, text: str) -> TransportError:
+def _caused_by(err: BaseException, kind: type[BaseException]) -> bool:
+    seen = 0
+    cur: BaseException | None = err
+    while cur is not None and seen < 8:
+        if isinstance(cur, kind):
+            return True
+        cur = cur.__cause__ or cur.__context__
+        seen += 1
+    return False
+
+
+def _by_code(code: int, text: str, *, at_rcpt: bool = False) -> TransportError:
     text = " ".join(str(text).split())[:200]
     if 400 <= code < 500:
         return TemporaryDeliveryError(f"{code} {text}", code=code)
+    if at_rcpt and (code in _NO_SUCH_ADDRESS or text.startswith("5.1.")):
+        return RecipientRejected(f"{code} {text}", code=code, rules=("BNC-1",))
     return PermanentDeliveryError(f"{code} {text}", code=code)
 
 
@@ -101,11 +136,18 @@ class _Conn:
     tls_version: str | None = None
     tls_cipher: str | None = None
     used: int = 0
+    dirty: bool = False  # the last transaction did not complete: RSET before the next one
 
 
 @dataclass
 class SMTPTransport:
-    """A pool of K reused connections; RSET between messages; broken ones are replaced."""
+    """A pool of K reused connections; broken ones are replaced.
+
+    `rset`: "after-failure" (default) sends RSET before a transaction only when the one
+    before it on that connection did not complete; after a 250 to DATA the transaction
+    is over and the next MAIL FROM starts clean (RFC 5321 §3.3, §4.1.1.5), so a RSET
+    there is a round trip that changes nothing. "always" sends it before every reuse.
+    """
 
     host: str
     port: int
@@ -115,8 +157,11 @@ class SMTPTransport:
     local_hostname: str = "mailer.localdomain"
     username: str = ""
     password: str = ""
+    rset: str = "after-failure"  # or "always"
 
     def __post_init__(self) -> None:
+        if self.rset not in ("after-failure", "always"):
+            raise ValueError("rset must be 'after-failure' or 'always'")
         self.relay = f"{self.host}:{self.port}"
         self._ctx = tls_context(self.policy.ca_file)
         self._idle: asyncio.LifoQueue[_Conn] | None = None
@@ -139,9 +184,12 @@ class SMTPTransport:
         )
         try:
             await client.connect()
-        except BaseException as err:
+        except asyncio.CancelledError:
             client.close()
-            raise _classify(err) from err
+            raise
+        except Exception as err:
+            client.close()
+            raise _classify(err, connecting=True) from err
         ssl_obj = client.transport.get_extra_info("ssl_object") if client.transport else None
         if ssl_obj is None:  # belt and braces: never MAIL FROM without TLS (TLS-1)
             client.close()
@@ -181,16 +229,22 @@ class SMTPTransport:
         conn = await self._acquire()
         keep: _Conn | None = conn
         try:
-            if conn.used:
+            if conn.used and (conn.dirty or self.rset == "always"):
                 await conn.client.rset()
             conn.used += 1
+            conn.dirty = True
             errors, text = await conn.client.sendmail(message.envelope_from, [message.recipient], message.data)
             if errors:
                 resp = next(iter(errors.values()))
-                raise _by_code(resp.code, resp.message)
+                raise _by_code(resp.code, resp.message, at_rcpt=True)
+            conn.dirty = False
             code, _, rest = text.partition(" ")
             return SendResult(int(code) if code.isdigit() else 250, rest[:200], conn.tls_version, conn.tls_cipher)
-        except BaseException as err:
+        except asyncio.CancelledError:
+            self._discard(conn)  # mid-transaction: the connection's state is unknown
+            keep = None
+            raise
+        except Exception as err:
             mapped = _classify(err)
             if not isinstance(mapped, PermanentDeliveryError) or not conn.client.is_connected:
                 self._discard(conn)
@@ -218,6 +272,7 @@ class MemoryTransport:
     """Keeps messages in a list; `fail` maps a recipient to an error to raise."""
 
     relay: str = "memory"
+    connections: int = 1
     sent: list[OutboundMessage] = field(default_factory=list)
     fail: dict[str, TransportError] = field(default_factory=dict)
 

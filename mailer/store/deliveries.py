@@ -9,7 +9,7 @@ never resent without an operator, so nobody gets the same message twice.
 from __future__ import annotations
 
 import secrets
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -17,8 +17,8 @@ from sqlalchemy import Engine, bindparam, func, insert, select, update
 
 from mailer.crypto import new_token, token_hash
 from mailer.db import writing
-from mailer.ledger import AUDIENCE, SEND, Event, Ledger
-from mailer.models import Contact, Delivery, UnsubscribeToken, utcnow
+from mailer.ledger import AUDIENCE, BOUNCE, SEND, Event, Ledger
+from mailer.models import Contact, Delivery, Suppression, UnsubscribeToken, utcnow
 
 PENDING, CLAIMED, SENT, FAILED, SKIPPED, UNCERTAIN = (
     "pending",
@@ -33,6 +33,7 @@ FINAL = (SENT, FAILED, SKIPPED)
 _T = Delivery.__table__  # type: ignore[attr-defined]
 _TOK = UnsubscribeToken.__table__  # type: ignore[attr-defined]
 _C = Contact.__table__  # type: ignore[attr-defined]
+_SUP = Suppression.__table__  # type: ignore[attr-defined]
 
 
 @dataclass(frozen=True)
@@ -48,9 +49,19 @@ class Claimed:
 @dataclass(frozen=True)
 class Outcome:
     delivery_id: int
-    status: str  # sent | failed | skipped | pending (released: never left this machine)
+    status: str  # sent | failed | skipped | deferred | pending (released: never left this machine)
     event: Event | None = None
     smtp_code: int | None = None
+    bounce_hash: str | None = None  # a 5xx "no such address": suppress it (BNC-1) in the same commit
+
+
+@dataclass(frozen=True)
+class Row:
+    delivery_id: int
+    contact_id: int
+    authorization_id: int | None
+    message_id: str | None
+    attempts: int
 
 
 def freeze_audience(
@@ -179,32 +190,136 @@ def claim_batch(
 
 def record(engine: Engine, ledger: Ledger, outcomes: Sequence[Outcome]) -> None:
     """Outcomes and their ledger entries in one commit (batched: never one commit per message)."""
-    if not outcomes:
-        return
+    if outcomes:
+        commit_cycle(engine, ledger, outcomes=outcomes)
+
+
+def commit_cycle(
+    engine: Engine,
+    ledger: Ledger,
+    *,
+    outcomes: Sequence[Outcome] = (),
+    claims: Sequence[Claimed] = (),
+    skips: Sequence[Outcome] = (),
+    campaign_id: int = 0,
+    statuses: Sequence[str] = (PENDING,),
+    worker: str = "",
+) -> set[int]:
+    """One commit for a turn of the sender: record outcomes, record skips, claim the next rows.
+
+    `claims` were read and composed ahead; only rows still in `statuses` are claimed
+    (another worker may have taken some: FOR UPDATE SKIP LOCKED on PostgreSQL). Their
+    Message-IDs and unsubscribe tokens become durable here, before any message leaves.
+    `skips` are decisions on rows never claimed. Returns the ids claimed.
+    """
     now = utcnow()
-    changes = [o for o in outcomes if o.status != DEFERRED]
+    events: list[Event] = []
+    claimed: set[int] = set()
     with writing(engine) as conn:
-        if changes:
-            conn.execute(
-                update(_T)
-                .where(_T.c.id == bindparam("b_id"), _T.c.status == CLAIMED)
-                .values(
-                    status=bindparam("b_status"),
-                    smtp_code=bindparam("b_code"),
-                    rule_ids=bindparam("b_rules"),
-                    updated_at=now,
-                ),
-                [
-                    {
-                        "b_id": o.delivery_id,
-                        "b_status": o.status,
-                        "b_code": o.smtp_code,
-                        "b_rules": ",".join(o.event.rule_ids) if o.event else "",
-                    }
-                    for o in changes
-                ],
-            )
-        ledger.append_in(conn, [o.event for o in outcomes if o.event is not None])
+        if outcomes:
+            events += _record_in(conn, outcomes, now)
+        if skips:
+            ids = _still_in(conn, [o.delivery_id for o in skips], statuses)
+            mine = [o for o in skips if o.delivery_id in ids]
+            if mine:
+                conn.execute(
+                    update(_T).where(_T.c.id == bindparam("b_id"))
+                    .values(status=SKIPPED, rule_ids=bindparam("b_rules"), updated_at=now),
+                    [{"b_id": o.delivery_id, "b_rules": ",".join(o.event.rule_ids)[:128] if o.event else ""}
+                     for o in mine],
+                )
+                events += [o.event for o in mine if o.event is not None]
+        if claims:
+            hashes = _still_in(conn, [c.delivery_id for c in claims], statuses, with_hash=True)
+            mine_c = [c for c in claims if c.delivery_id in hashes]
+            if mine_c:
+                conn.execute(
+                    update(_T).where(_T.c.id == bindparam("b_id"))
+                    .values(status=CLAIMED, message_id=bindparam("b_mid"), attempts=bindparam("b_att"),
+                            claimed_at=now, worker=worker or None, updated_at=now),
+                    [{"b_id": c.delivery_id, "b_mid": c.message_id, "b_att": c.attempts} for c in mine_c],
+                )
+                conn.execute(insert(_TOK), [
+                    {"token_hash": token_hash(c.token), "email_hash": hashes[c.delivery_id],
+                     "contact_id": c.contact_id, "campaign_id": campaign_id, "created_at": now}
+                    for c in mine_c])
+                claimed = {c.delivery_id for c in mine_c}
+        if events:
+            ledger.append_in(conn, events)
+    return claimed
+
+
+def _still_in(conn: Any, ids: Sequence[int], statuses: Sequence[str], *, with_hash: bool = False) -> dict[int, str]:
+    out: dict[int, str] = {}
+    for i in range(0, len(ids), 900):
+        part = list(ids[i:i + 900])
+        if with_hash:
+            q = select(_T.c.id, _C.c.email_hash).join(_C, _C.c.id == _T.c.contact_id)
+        else:
+            q = select(_T.c.id, _T.c.status)
+        q = q.where(_T.c.id.in_(part), _T.c.status.in_(list(statuses)))
+        if conn.dialect.name == "postgresql":
+            q = q.with_for_update(of=_T, skip_locked=True)
+        out.update({r[0]: r[1] for r in conn.execute(q)})
+    return out
+
+
+def _record_in(conn: Any, outcomes: Sequence[Outcome], now: Any) -> list[Event]:
+    changes = [o for o in outcomes if o.status != DEFERRED]
+    if changes:
+        conn.execute(
+            update(_T)
+            .where(_T.c.id == bindparam("b_id"), _T.c.status == CLAIMED)
+            .values(status=bindparam("b_status"), smtp_code=bindparam("b_code"), rule_ids=bindparam("b_rules"),
+                    updated_at=now),
+            [{"b_id": o.delivery_id, "b_status": o.status, "b_code": o.smtp_code,
+              "b_rules": ",".join(o.event.rule_ids)[:128] if o.event else ""} for o in changes],
+        )
+    events = [o.event for o in outcomes if o.event is not None]
+    bounces = {o.bounce_hash: o for o in changes if o.bounce_hash and o.status == FAILED}
+    if bounces:
+        _suppress_bounces(conn, bounces, now)
+        events += [Event(kind=BOUNCE, outcome="bounce", campaign_id=o.event.campaign_id if o.event else None,
+                         contact_id=o.event.contact_id if o.event else None, recipient_hash=h,
+                         smtp_code=o.smtp_code, rule_ids=("BNC-1",), detail={"source": "smtp-reply"})
+                   for h, o in bounces.items()]
+    return events
+
+
+def page(engine: Engine, campaign_id: int, run: int, *, after: int, n: int,
+         statuses: Sequence[str] = (PENDING,)) -> list[Row]:
+    """The next n rows in `statuses` after id `after`, read only (the sender composes ahead of claiming)."""
+    with engine.connect() as conn:
+        rows = conn.execute(
+            select(_T.c.id, _T.c.contact_id, _T.c.authorization_id, _T.c.message_id, _T.c.attempts)
+            .where(_T.c.campaign_id == campaign_id, _T.c.run == run, _T.c.status.in_(list(statuses)),
+                   _T.c.id > after)
+            .order_by(_T.c.id).limit(n)
+        ).all()
+    return [Row(r.id, r.contact_id, r.authorization_id, r.message_id, r.attempts) for r in rows]
+
+
+def _suppress_bounces(conn: Any, bounces: dict[str, Outcome], now: Any) -> None:
+    """BNC-1: a 5xx saying the address does not exist suppresses it (idempotent)."""
+    from sqlalchemy.dialects.postgresql import insert as pg_insert
+    from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+
+    ins = (pg_insert if conn.dialect.name == "postgresql" else sqlite_insert)(_SUP)
+    conn.execute(ins.on_conflict_do_nothing(index_elements=["email_hash"]), [
+        {"email_hash": h, "reason": "bounce", "campaign_id": o.event.campaign_id if o.event else None, "at": now}
+        for h, o in bounces.items()])
+
+
+def iter_rows(engine: Engine, campaign_id: int, run: int, *, statuses: Sequence[str] = (PENDING,),
+              size: int = 500) -> Iterator[list[Row]]:
+    """Read-only pages of rows in id order (the dry run: nothing is claimed)."""
+    after = 0
+    while True:
+        rows = page(engine, campaign_id, run, after=after, n=size, statuses=statuses)
+        if not rows:
+            return
+        yield rows
+        after = rows[-1].delivery_id
 
 
 def mark_uncertain(engine: Engine, ledger: Ledger, campaign_id: int, run: int) -> int:

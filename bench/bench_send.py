@@ -1,0 +1,228 @@
+"""Send throughput: the full pipeline against a bare aiosmtplib loop, same sink, same K, same run.
+
+The sink (`python -m mailer.devsink`, aiosmtpd with STARTTLS) runs in its own process so
+it does not share the client's interpreter. Each measurement runs in a fresh child
+process, so its peak RSS (ru_maxrss) is its own:
+
+- bare: K reused aiosmtplib connections (STARTTLS, verified) sending N pre-built
+  messages, one recipient each; nothing else.
+- pipeline: `sending.send` on an SQLite ledger for a campaign of N personalized messages:
+  claim, suppression and authorization checks, render, rendered-output lint, compose,
+  send over the pool, batched record with hash-chained ledger entries.
+
+Target (issue 6): pipeline >= 80% of bare. Compare the ratio, not absolute numbers.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import resource
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+K = 4
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def _settings(folder: Path, port: int, ca_file: Path, k: int, **extra: Any) -> Any:
+    from mailer.config import settings_from_mapping
+
+    data: dict[str, Any] = {
+        "database": {"url": f"sqlite:///{folder / 'bench.db'}"},
+        "keys": {"file": str(folder / "keys.json")},
+        "center": {"name": "Riverside Imaging Center", "postal_address": "100 Main Street, Springfield, IL 62701",
+                   "phone": "(217) 555-0100", "website": "https://riverside-imaging.example"},
+        "sender": {"from_address": "news@riverside-imaging.example", "from_name": "Riverside Imaging",
+                   "envelope_from": "bounces@riverside-imaging.example", "list_id": "news.riverside-imaging.example"},
+        "smtp": {"host": "localhost", "port": port, "tls": "starttls", "ca_file": str(ca_file), "connections": k,
+                 "local_hostname": "bench.riverside-imaging.example", "operated_by_covered_entity": True},
+        "unsubscribe": {"base_url": "https://riverside-imaging.example/u/"},
+        "limits": {"claim_batch": 64},  # W, the in-flight window: at most 64 uncertain after a crash
+    }
+    for key, value in extra.items():
+        data.setdefault(key, {}).update(value)
+    return settings_from_mapping(data, source="<bench>")
+
+
+def _contacts_csv(path: Path, n: int) -> None:
+    import csv
+
+    firsts = ["Ana", "Ben", "Carla", "Dmitri", "Elif", "Farid", "Grace", "Hugo", "Ines", "Jun", "Kenji", "Lena"]
+    with path.open("w", newline="") as fh:
+        w = csv.writer(fh)
+        w.writerow(["email", "first_name", "last_name", "preferred_name", "language", "newsletter_opt_in",
+                    "conditions", "procedures", "last_exam_date"])
+        for i in range(n):
+            w.writerow([f"patient{i:06d}@example.com", firsts[i % len(firsts)], "Doe", "", "en", "true", "", "", ""])
+
+
+def _root() -> Path:
+    return Path(__file__).resolve().parent.parent
+
+
+# -- children ---------------------------------------------------------------------------
+def child_bare(n: int, k: int, port: int, ca_file: Path) -> dict[str, Any]:
+    """N pre-built, personalized messages over K reused connections: the transport's ceiling."""
+    import aiosmtplib
+
+    from mailer.compose import Composer
+    from mailer.templates import compile_template
+    from mailer.transport import tls_context
+
+    template = compile_template(_root() / "templates/newsletter")
+    comp = Composer(from_address="news@riverside-imaging.example", envelope_from="bounces@riverside-imaging.example",
+                    list_id="news.riverside-imaging.example", campaign_id=1)
+    center = {"name": "Riverside Imaging Center", "postal_address": "100 Main Street, Springfield, IL 62701",
+              "phone": "(217) 555-0100", "website": "https://riverside-imaging.example"}
+    msgs = []
+    for i in range(n):
+        url = f"https://riverside-imaging.example/u/tok{i:019d}"
+        r = template.render({"contact": {"first_name": f"Pat{i}", "preferred_name": "", "language": "en"},
+                             "center": center, "campaign": {"name": "bench"}, "unsubscribe_url": url})
+        msgs.append(comp.compose(recipient=f"patient{i:06d}@example.com", rendered=r,
+                                 message_id=comp.message_id(i), unsubscribe_url=url))
+    ctx = tls_context(ca_file)
+
+    async def main() -> float:
+        clients = [aiosmtplib.SMTP(hostname="localhost", port=port, start_tls=True, tls_context=ctx,
+                                   local_hostname="bench.example", timeout=30) for _ in range(k)]
+        for c in clients:
+            await c.connect()
+        started = time.perf_counter()
+
+        async def worker(c: aiosmtplib.SMTP, mine: list[Any]) -> None:
+            for m in mine:
+                await c.sendmail(m.envelope_from, [m.recipient], m.data)
+
+        await asyncio.gather(*(worker(c, msgs[j::k]) for j, c in enumerate(clients)))
+        elapsed = time.perf_counter() - started
+        for c in clients:
+            await c.quit()
+        return elapsed
+
+    elapsed = asyncio.run(main())
+    return {"n": n, "elapsed": elapsed, "rate": n / elapsed, "maxrss_kb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss}
+
+
+def child_pipeline(n: int, k: int, port: int, ca_file: Path, folder: Path, dkim: bool = False) -> dict[str, Any]:
+    from mailer import campaigns, sending
+    from mailer.crypto import Keyring
+    from mailer.runtime import Runtime
+    from mailer.store.contacts import import_contacts
+
+    settings = _settings(folder, port, ca_file, k, dkim={"enabled": dkim, "domain": "riverside-imaging.example",
+                                                          "selector": "mailer"})
+    keyring = Keyring.generate()
+    if dkim:
+        from mailer.dkim import generate_key
+
+        keyring.dkim_private_pem = generate_key("ed25519")
+    keyring.save(settings.keys.file)
+    rt = Runtime(settings, _keyring=keyring)
+    rt.migrate()
+    csv_path = folder / "contacts.csv"
+    _contacts_csv(csv_path, n)
+    import_contacts(rt.engine, rt.keyring, rt.ledger, csv_path, dict(settings.fields.clinical))
+    c = campaigns.create(rt, name="bench", purpose="newsletter", template=_root() / "templates/newsletter",
+                         segment=_root() / "segments/newsletter.toml", author="bench")
+    started = time.perf_counter()
+    summary = asyncio.run(sending.send(rt, c.id or 0, preflight=lambda rt, campaign: None))
+    total = time.perf_counter() - started
+    ok = rt.ledger.verify().ok
+    rt.dispose()
+    return {"n": n, "sent": summary.sent, "elapsed": summary.elapsed, "rate": summary.sent / summary.elapsed,
+            "total": total, "ledger_ok": ok, "maxrss_kb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss}
+
+
+def _child(args: list[str]) -> dict[str, Any]:
+    out = subprocess.run([sys.executable, "-m", "bench.bench_send", *args], check=True, capture_output=True, text=True,
+                         cwd=_root(), timeout=1800)
+    return dict(json.loads(out.stdout.strip().splitlines()[-1]))
+
+
+# -- the runner -------------------------------------------------------------------------
+def run(quick: bool) -> list[dict[str, Any]]:
+    sizes = [300] if quick else [2000, 10000]
+    rows: list[dict[str, Any]] = []
+    with tempfile.TemporaryDirectory(prefix="mailer-bench-") as tmp:
+        folder = Path(tmp)
+        from mailer.devcerts import make_dev_certs
+
+        certs = make_dev_certs(folder / "certs")
+        port = _free_port()
+        sink = subprocess.Popen([sys.executable, "-m", "mailer.devsink", "--port", str(port), "--cert",
+                                 str(certs.cert_file), "--key", str(certs.key_file)],
+                                stdout=subprocess.PIPE, text=True, cwd=_root())
+        try:
+            assert sink.stdout is not None
+            line = sink.stdout.readline()
+            if not line.startswith("ready"):
+                raise RuntimeError("the sink did not start")
+            common = ["--k", str(K), "--port", str(port), "--ca", str(certs.ca_file)]
+            _child(["bare", "--n", "200", *common])  # warm-up: imports, page cache
+            for n in sizes:
+                # bare, pipeline, bare: the sink and the machine drift; compare with the mean
+                before = _child(["bare", "--n", str(n), *common])
+                d = folder / f"p{n}"
+                d.mkdir()
+                pipe = _child(["pipeline", "--n", str(n), "--dir", str(d), *common])
+                after = _child(["bare", "--n", str(n), *common])
+                bare = {"rate": (before["rate"] + after["rate"]) / 2,
+                        "maxrss_kb": max(before["maxrss_kb"], after["maxrss_kb"]),
+                        "spread": f"{before['rate']:.0f} before, {after['rate']:.0f} after"}
+                ratio = pipe["rate"] / bare["rate"]
+                rows += [
+                    {"measure": f"bare aiosmtplib loop, {n} msgs, K={K}", "value": bare["rate"], "unit": "msgs/s",
+                     "note": f"mean of {bare['spread']}; peak RSS {bare['maxrss_kb'] / 1024:.0f} MiB"},
+                    {"measure": f"full pipeline, {n} msgs, K={K}", "value": pipe["rate"], "unit": "msgs/s",
+                     "note": f"peak RSS {pipe['maxrss_kb'] / 1024:.0f} MiB; incl. freeze {pipe['total']:.1f}s; "
+                             f"ledger verifies: {pipe['ledger_ok']}"},
+                    {"measure": f"pipeline / bare, {n} msgs", "value": ratio * 100, "unit": "%",
+                     "note": "target >= 80%" + ("" if ratio >= 0.8 else " (MISSED)")},
+                ]
+            if not quick:
+                n = sizes[0]
+                d = folder / f"dkim{n}"
+                d.mkdir()
+                pipe = _child(["pipeline", "--n", str(n), "--dir", str(d), "--dkim", *common])
+                rows.append({"measure": f"full pipeline + DKIM Ed25519, {n} msgs", "value": pipe["rate"],
+                             "unit": "msgs/s", "note": f"peak RSS {pipe['maxrss_kb'] / 1024:.0f} MiB"})
+        finally:
+            sink.terminate()
+            sink.wait(10)
+    return rows
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("mode", choices=["bare", "pipeline"])
+    ap.add_argument("--n", type=int, required=True)
+    ap.add_argument("--k", type=int, default=K)
+    ap.add_argument("--port", type=int, required=True)
+    ap.add_argument("--ca", type=Path, required=True)
+    ap.add_argument("--dir", type=Path)
+    ap.add_argument("--dkim", action="store_true")
+    a = ap.parse_args()
+    if a.mode == "bare":
+        res = child_bare(a.n, a.k, a.port, a.ca)
+    else:
+        res = child_pipeline(a.n, a.k, a.port, a.ca, a.dir, dkim=a.dkim)
+    sys.stdout.write(json.dumps(res) + "\n")
+
+
+if __name__ == "__main__":
+    os.environ.setdefault("PYTHONHASHSEED", "0")
+    main()
