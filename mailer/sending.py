@@ -37,7 +37,7 @@ from mailer.segments import (
 )
 from mailer.store import audience
 from mailer.store import deliveries as dq
-from mailer.templates import CompiledTemplate, Rendered, compile_template
+from mailer.templates import TEMPLATE_FILES, CompiledTemplate, Rendered, compile_template
 
 _T = Campaign.__table__  # type: ignore[attr-defined]
 
@@ -52,28 +52,38 @@ def auth_check() -> AuthCheck:
     return check
 
 
-def rendered_check(rt: Runtime) -> RenderedCheck:
-    """Adapter: the rendered-output lint (PHI-2, PHI-3) for every message."""
+def approved_literal_text(template: CompiledTemplate) -> str:
+    """The template's own words, lower-cased: identical for every recipient and approved
+    with the content hash (SEC-6), so a clinical term in them is not this recipient's data."""
+    parts = [(template.path / name).read_text() for name in TEMPLATE_FILES if (template.path / name).exists()]
+    return "\n".join(parts).lower()
+
+
+def rendered_check(rt: Runtime, template: CompiledTemplate | None = None) -> RenderedCheck:
+    """Adapter: the rendered-output lint (PHI-2, PHI-3, PHI-210) for every message.
+
+    A recipient's clinical value that the approved template itself states (e.g. the
+    condition a condition-targeted campaign is about) is not a leak; any other of the
+    recipient's values appearing in the message is, and blocks that message.
+    """
     from mailer.lint import check_rendered
 
     settings = lint_settings(rt)
+    approved = approved_literal_text(template) if template is not None else ""
 
     def check(rendered: Rendered, values: Sequence[str]) -> list[str]:
-        findings = check_rendered(rendered.parts(), recipient_values=values, settings=settings)
-        return [f.rule for f in findings if f.severity == "error" and not f.waived]
+        own = [v for v in values if v and str(v).lower() not in approved]
+        findings = check_rendered(rendered.parts(), recipient_values=own, settings=settings)
+        return [f.rule for f in findings if f.blocking]
 
     return check
 
 
 def lint_settings(rt: Runtime) -> Any:
-    from mailer.lint import LintSettings
+    """The lint's view of the settings: the center's own phone/address/domains are allowed."""
+    from mailer.lint import from_app_settings
 
-    s = rt.settings
-    return LintSettings(
-        center_phone=s.center.phone, center_address=s.center.postal_address, center_website=s.center.website,
-        sender_domains=(s.sender.from_address.rpartition("@")[2],),
-        clinical_fields=tuple(s.fields.clinical),
-    )
+    return from_app_settings(rt.settings)
 
 
 @dataclass
@@ -129,7 +139,8 @@ def prepare(rt: Runtime, campaign: Campaign, *, actor: str | None = None, at: da
 
 def make_sender(rt: Runtime, campaign_id: int, *, transport: Any = None,
                 progress: Callable[[Summary], None] | None = None,
-                clock: Callable[[], datetime] | None = None) -> Sender:
+                clock: Callable[[], datetime] | None = None,
+                template: CompiledTemplate | None = None) -> Sender:
     """The Sender wired from settings: limits, checks, composer (DKIM when configured)."""
     s = rt.settings
     return Sender(
@@ -138,7 +149,7 @@ def make_sender(rt: Runtime, campaign_id: int, *, transport: Any = None,
         options=SenderOptions(unsubscribe_base=s.unsubscribe.base_url, claim_batch=s.limits.claim_batch,
                               max_attempts=s.limits.max_attempts, retry_base_seconds=s.limits.retry_base_seconds,
                               pause_after_failures=s.limits.pause_after_failures),
-        auth_check=auth_check(), rendered_check=rendered_check(rt),
+        auth_check=auth_check(), rendered_check=rendered_check(rt, template),
         limiter=RateLimiter(s.limits.messages_per_second, s.limits.per_domain_per_minute),
         clock=clock or utcnow, progress=progress,
     )
@@ -177,7 +188,7 @@ async def send(rt: Runtime, campaign_id: int, *, transport: Any = None, actor: s
     prepared = prepare(rt, campaign, actor=actor)
     plan = _plan(rt, campaign, prepared)
     if dry_run is not None:
-        sender = make_sender(rt, campaign_id, progress=progress, clock=clock)
+        sender = make_sender(rt, campaign_id, progress=progress, clock=clock, template=prepared.template)
         summary = await asyncio.to_thread(sender.dry_run, plan, Path(dry_run), statuses=statuses)
         rt.ledger.append([Event(kind=CAMPAIGN, outcome="dry-run", campaign_id=campaign_id, actor=actor,
                                 detail={"run": campaign.run, "written": summary.sent,
@@ -185,7 +196,8 @@ async def send(rt: Runtime, campaign_id: int, *, transport: Any = None, actor: s
         return summary
     set_status(rt, campaign_id, "sending", actor=actor)
     transport = transport or rt.transport()
-    sender = make_sender(rt, campaign_id, transport=transport, progress=progress, clock=clock)
+    sender = make_sender(rt, campaign_id, transport=transport, progress=progress, clock=clock,
+                         template=prepared.template)
     try:
         summary = await sender.run(plan, statuses=statuses)
     finally:
