@@ -1,9 +1,13 @@
 """The send ledger: append-only, hash-chained and HMAC-signed entries (SEC-5, SEC-6, SEND-2).
 
-Each entry's hash covers its fields and the previous entry's hash; its MAC is an HMAC of
-that hash under the ledger key from the key file, so an entry forged without the key,
-changed, removed, inserted or reordered breaks `verify`. Appends take a lock (SQLite
-BEGIN IMMEDIATE, a PostgreSQL advisory lock) so several workers still make one chain.
+Each entry's hash covers its fields, its sequence number and the previous entry's hash;
+its MAC is an HMAC of that hash under the ledger key from the key file, so an entry
+forged or re-chained without the key, changed, removed, inserted or reordered breaks
+`verify`. A signed head checkpoint (the newest seq and hash), updated in the same
+transaction as every append, exposes a removed tail; a signed purge anchor lets the
+chain start after a lawful purge (AUTH-9, see `mailer.retention`). Appends take a lock
+(SQLite BEGIN IMMEDIATE, a PostgreSQL advisory lock) so several workers still make one
+chain. `verify` reads the whole chain, the head and the anchor in one snapshot.
 """
 
 from __future__ import annotations
@@ -11,16 +15,21 @@ from __future__ import annotations
 import hashlib
 import hmac
 import json
-from collections.abc import Iterable, Iterator, Sequence
-from dataclasses import dataclass, field
+import time
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from dataclasses import asdict, dataclass, field, replace
 from datetime import datetime
-from typing import Any
+from typing import Any, cast
 
-from sqlalchemy import Engine, Row, insert, select, text
+from sqlalchemy import Connection, Engine, Row, func, insert, select, text
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
 from mailer.crypto import Keyring
 from mailer.db import writing
+from mailer.ledger_models import HEAD, PURGED, LedgerCheckpoint
 from mailer.models import LedgerEntry, utcnow
+from mailer.redact import scrub
 
 GENESIS = "0" * 64
 _LOCK_ID = 0x6D61696C  # "mail": the advisory lock that serialises appends on PostgreSQL
@@ -39,6 +48,9 @@ DATA_EXPORT = "data-export"
 AUDIENCE = "audience"
 CAMPAIGN = "campaign"
 SYSTEM = "system"
+KINDS = (SEND, SKIP, REFUSAL, APPROVAL, AUTHORIZATION, UNSUBSCRIBE, BOUNCE, KEY_ROTATION,
+         CONTACT_IMPORT, DATA_EXPORT, AUDIENCE, CAMPAIGN, SYSTEM)
+SEND_OUTCOMES = ("sent", "deferred", "failed", "uncertain")
 
 # Columns covered by the entry hash, in a fixed order. Never reorder; only append.
 HASHED_FIELDS = (
@@ -47,6 +59,30 @@ HASHED_FIELDS = (
     "smtp_code", "smtp_text", "authorization_id", "rule_ids", "actor", "detail", "key_id",
     "prev_hash",
 )
+_AT = HASHED_FIELDS.index("at")
+_KEY_ID = HASHED_FIELDS.index("key_id")
+_PREV = HASHED_FIELDS.index("prev_hash")
+_N = len(HASHED_FIELDS)
+# The same bytes as json.dumps(values, separators=(",", ":"), ensure_ascii=True), without
+# building an encoder per call (verify hashes a million rows).
+_ENCODE = json.JSONEncoder(separators=(",", ":"), ensure_ascii=True).encode
+
+
+def _make_canonical() -> Callable[[list[Any]], str]:
+    """The C encoder built once; falls back to _ENCODE if it is missing or disagrees."""
+    make = getattr(json.encoder, "c_make_encoder", None)
+    if make is None:  # pragma: no cover - a Python without the C accelerator
+        return _ENCODE
+    enc = make(None, None, json.encoder.encode_basestring_ascii, None, ":", ",", False, False, True)
+
+    def canonical(values: list[Any]) -> str:
+        return "".join(enc(values, 0))
+
+    probe = [1, "2026-01-01T00:00:00.000000", None, 'q"\\\u00e9\n', 250, ""]
+    return canonical if canonical(probe) == _ENCODE(probe) else _ENCODE
+
+
+_canonical_values = _make_canonical()
 
 
 @dataclass
@@ -73,26 +109,53 @@ class Event:
     at: datetime | None = None
 
 
-def _canonical(row: dict[str, Any]) -> bytes:
+def _canonical(row: Mapping[str, Any]) -> bytes:
     values = []
     for name in HASHED_FIELDS:
         v = row[name]
         if isinstance(v, datetime):
             v = v.isoformat(timespec="microseconds")
         values.append(v)
-    return json.dumps(values, separators=(",", ":"), ensure_ascii=True).encode()
+    return _canonical_values(values).encode()
 
 
-def entry_hash(row: dict[str, Any]) -> str:
+def entry_hash(row: Mapping[str, Any]) -> str:
     return hashlib.sha256(_canonical(row)).hexdigest()
+
+
+def checkpoint_message(name: str, seq: int, entry_hash_: str, key_id: str) -> bytes:
+    """What a checkpoint's MAC covers; the prefix keeps it apart from entry MACs (64 hex chars)."""
+    return f"mailer-ledger-checkpoint|{name}|{seq}|{entry_hash_}|{key_id}".encode()
 
 
 @dataclass(frozen=True)
 class Verification:
+    """The result of walking the chain. `reason` is one of: "" (intact), missing, order, link,
+    content, unknown-key, signature, head, anchor."""
+
     ok: bool
     entries: int
     first_bad_seq: int | None = None
     problem: str = ""
+    reason: str = ""
+    last_seq: int = 0  # the newest entry (the head), 0 when empty
+    last_hash: str = GENESIS
+    anchor_seq: int = 0  # entries 1..anchor_seq were purged lawfully (AUTH-9)
+    anchor_hash: str = GENESIS
+    seconds: float = 0.0
+
+    def as_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+@dataclass(frozen=True)
+class Checkpoint:
+    name: str
+    seq: int
+    entry_hash: str
+    at: datetime
+    key_id: str
+    mac: str
 
 
 class Ledger:
@@ -102,7 +165,21 @@ class Ledger:
         self.engine = engine
         self.keyring = keyring
         self._table = LedgerEntry.__table__  # type: ignore[attr-defined]
+        self._ckpt = LedgerCheckpoint.__table__  # type: ignore[attr-defined]
 
+    # -- keys ------------------------------------------------------------------------------
+    def _keys(self) -> dict[str, bytes]:
+        """Ledger keys by id: the current one, plus any retired ones the keyring still holds."""
+        keys = dict(getattr(self.keyring, "retired_ledger_keys", None) or {})
+        keys[self.keyring.ledger_key_id] = self.keyring.ledger_key
+        return keys
+
+    def checkpoint_mac(self, name: str, seq: int, hash_: str, key_id: str | None = None) -> str:
+        kid = key_id or self.keyring.ledger_key_id
+        key = self._keys()[kid]
+        return hmac.new(key, checkpoint_message(name, seq, hash_, kid), hashlib.sha256).hexdigest()
+
+    # -- writing ---------------------------------------------------------------------------
     def append(self, events: Sequence[Event]) -> list[int]:
         """Append events in one transaction; returns their sequence numbers."""
         if not events:
@@ -110,50 +187,56 @@ class Ledger:
         with writing(self.engine) as conn:
             return self.append_in(conn, events)
 
-    def append_in(self, conn: Any, events: Sequence[Event]) -> list[int]:
-        """Append inside the caller's transaction (so a state change and its entry commit together)."""
+    def append_in(self, conn: Connection, events: Sequence[Event]) -> list[int]:
+        """Append inside the caller's write transaction (`mailer.db.writing`), so a state
+        change and its entry commit together."""
+        if not events:
+            return []
         if conn.dialect.name == "postgresql":
             conn.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": _LOCK_ID})
         last = conn.execute(
             select(self._table.c.seq, self._table.c.entry_hash).order_by(self._table.c.seq.desc()).limit(1)
         ).first()
+        if last is None:  # empty table: continue from a purge anchor, if there is one
+            last = conn.execute(select(self._ckpt.c.seq, self._ckpt.c.entry_hash)
+                                .where(self._ckpt.c.name == PURGED)).first()
         seq, prev = (last[0], last[1]) if last else (0, GENESIS)
-        rows = []
+        rows: list[dict[str, Any]] = []
         now = utcnow()
         kid = self.keyring.ledger_key_id
+        key = self.keyring.ledger_key
+        sha256, digest, canonical = hashlib.sha256, hmac.digest, _canonical_values
         for ev in events:
             seq += 1
-            row = {
-                "seq": seq,
-                "at": ev.at or now,
-                "kind": ev.kind,
-                "outcome": ev.outcome,
-                "campaign_id": ev.campaign_id,
-                "contact_id": ev.contact_id,
-                "recipient_hash": ev.recipient_hash,
-                "template_hash": ev.template_hash,
-                "message_hash": ev.message_hash,
-                "message_id": ev.message_id,
-                "relay": ev.relay,
-                "tls_version": ev.tls_version,
-                "tls_cipher": ev.tls_cipher,
-                "smtp_code": ev.smtp_code,
-                "smtp_text": (ev.smtp_text or None) and ev.smtp_text[:512],
-                "authorization_id": ev.authorization_id,
-                "rule_ids": ",".join(ev.rule_ids),
-                "actor": ev.actor,
-                "detail": json.dumps(ev.detail, sort_keys=True, separators=(",", ":")),
-                "key_id": kid,
-                "prev_hash": prev,
-            }
-            h = entry_hash(row)
+            at = ev.at or now
+            # In HASHED_FIELDS order; `at` as the hash sees it (naive UTC, microseconds).
+            values = [
+                seq, at.isoformat(timespec="microseconds"), ev.kind, ev.outcome, ev.campaign_id, ev.contact_id,
+                ev.recipient_hash, ev.template_hash, ev.message_hash, ev.message_id, ev.relay, ev.tls_version,
+                ev.tls_cipher, ev.smtp_code, scrub(ev.smtp_text)[:512] if ev.smtp_text else None,
+                ev.authorization_id, ",".join(ev.rule_ids), ev.actor,
+                json.dumps(ev.detail, sort_keys=True, separators=(",", ":")), kid, prev,
+            ]
+            h = sha256(canonical(values).encode()).hexdigest()
+            row = dict(zip(HASHED_FIELDS, values, strict=True))
+            row["at"] = at
             row["entry_hash"] = h
-            row["mac"] = self.keyring.ledger_mac(h.encode())
+            row["mac"] = digest(key, h.encode(), "sha256").hex()  # == keyring.ledger_mac(h)
             prev = h
             rows.append(row)
         conn.execute(insert(self._table), rows)
+        self._put_checkpoint(conn, HEAD, seq, prev, now)
         return [r["seq"] for r in rows]
 
+    def _put_checkpoint(self, conn: Connection, name: str, seq: int, hash_: str, at: datetime) -> None:
+        kid = self.keyring.ledger_key_id
+        values = {"name": name, "seq": seq, "entry_hash": hash_, "at": at, "key_id": kid,
+                  "mac": self.checkpoint_mac(name, seq, hash_, kid)}
+        ins = (pg_insert if conn.dialect.name == "postgresql" else sqlite_insert)(self._ckpt).values(**values)
+        conn.execute(ins.on_conflict_do_update(index_elements=["name"],
+                                               set_={k: v for k, v in values.items() if k != "name"}))
+
+    # -- reading ---------------------------------------------------------------------------
     def rows(self, *, batch: int = 5000, where: Iterable[Any] = ()) -> Iterator[Row[Any]]:
         """Stream entries in sequence order, a page at a time (never all in memory)."""
         t = self._table
@@ -169,26 +252,121 @@ class Ledger:
             yield from page
             after = page[-1].seq
 
-    def verify(self) -> Verification:
-        """Walk the whole chain; report the first entry that does not hold."""
-        prev = GENESIS
-        expected_seq = 1
+    def checkpoints(self, conn: Connection | None = None) -> dict[str, Checkpoint]:
+        if conn is None:
+            with self.engine.connect() as c:
+                return self.checkpoints(c)
+        return {r.name: Checkpoint(**r._asdict()) for r in conn.execute(select(self._ckpt))}
+
+    def last_seq(self) -> int:
+        with self.engine.connect() as conn:
+            return int(conn.execute(select(func.max(self._table.c.seq))).scalar() or 0)
+
+    # -- checking --------------------------------------------------------------------------
+    def _checkpoint_ok(self, cp: Checkpoint) -> bool:
+        keys = self._keys()
+        if cp.key_id not in keys:
+            return False
+        return hmac.compare_digest(self.checkpoint_mac(cp.name, cp.seq, cp.entry_hash, cp.key_id), cp.mac)
+
+    def verify(self, *, page: int = 20000) -> Verification:
+        """Walk the whole chain in one snapshot; report the first entry that does not hold."""
+        started = time.perf_counter()
+        with self.engine.connect() as conn:
+            if conn.dialect.name == "postgresql":
+                conn = conn.execution_options(isolation_level="REPEATABLE READ")
+            with conn.begin():
+                v = self._verify_in(conn, page)
+        return replace(v, seconds=time.perf_counter() - started)
+
+    def _pages(self, conn: Connection, page: int) -> Iterator[list[tuple[Any, ...]]]:
+        """Pages of raw DB-API tuples (hashed fields, entry_hash, mac) in seq order, inside the
+        caller's transaction: no ORM row objects or type processing on the hot path."""
+        ph = "?" if conn.dialect.name == "sqlite" else "%s"
+        cols = ", ".join(f'"{c}"' for c in (*HASHED_FIELDS, "entry_hash", "mac"))
+        sql = f'SELECT {cols} FROM ledger WHERE seq > {ph} ORDER BY seq LIMIT {int(page)}'  # noqa: S608 - constant names
+        cur = conn.connection.dbapi_connection.cursor()  # type: ignore[union-attr]
+        try:
+            after = -1
+            while True:
+                cur.execute(sql, (after,))
+                rows = cast(list[tuple[Any, ...]], cur.fetchall())
+                if not rows:
+                    return
+                yield rows
+                after = rows[-1][0]
+        finally:
+            cur.close()
+
+    def _verify_in(self, conn: Connection, page: int) -> Verification:
+        cps = self.checkpoints(conn)
+        anchor = cps.get(PURGED)
+        prev, expected = GENESIS, 1
+        if anchor is not None:
+            if not self._checkpoint_ok(anchor):
+                return Verification(False, 0, anchor.seq + 1, f"the purge anchor (entry {anchor.seq}) is not signed "
+                                    "by the ledger key: the start of the chain cannot be trusted", "anchor",
+                                    anchor_seq=anchor.seq, anchor_hash=anchor.entry_hash)
+            prev, expected = anchor.entry_hash, anchor.seq + 1
+        base: dict[str, Any] = {"anchor_seq": expected - 1, "anchor_hash": prev}
+        keys = self._keys()
+        encode, sha256, digest, same = _canonical_values, hashlib.sha256, hmac.digest, hmac.compare_digest
+        parse = datetime.fromisoformat
         count = 0
-        key = self.keyring.ledger_key
-        for r in self.rows():
-            row = r._asdict()
-            count += 1
-            if row["seq"] != expected_seq:
-                kind = "missing" if row["seq"] > expected_seq else "out of order"
-                return Verification(False, count, expected_seq, f"entry {expected_seq} is {kind}")
-            if row["prev_hash"] != prev:
-                return Verification(False, count, row["seq"], "does not link to the previous entry (removed, inserted or reordered)")
-            h = entry_hash(row)
-            if h != row["entry_hash"]:
-                return Verification(False, count, row["seq"], "content does not match its hash (a field was changed)")
-            mac = hmac.new(key, h.encode(), hashlib.sha256).hexdigest()
-            if row["key_id"] != self.keyring.ledger_key_id or not hmac.compare_digest(mac, row["mac"]):
-                return Verification(False, count, row["seq"], "signature does not verify under the ledger key")
-            prev = h
-            expected_seq += 1
-        return Verification(True, count)
+        for rows in self._pages(conn, page):
+            for r in rows:
+                count += 1
+                seq = r[0]
+                if seq != expected:
+                    if seq < expected:
+                        return Verification(False, count, seq, f"entry {seq} lies before the purge anchor "
+                                            f"(entry {expected - 1}): it was inserted", "order", **base)
+                    gap = f"entries {expected}..{seq - 1} are" if seq - 1 > expected else f"entry {expected} is"
+                    return Verification(False, count, expected, f"{gap} missing (removed)", "missing", **base)
+                v = list(r)
+                stored_hash, stored_mac = v[_N], v[_N + 1]
+                del v[_N:]
+                if v[_PREV] != prev:
+                    return Verification(False, count, seq, f"entry {seq} does not link to entry {seq - 1}: an entry "
+                                        "was inserted, removed or moved here", "link", **base)
+                at = v[_AT]
+                try:  # SQLite hands back text, PostgreSQL a datetime: hash what SQLAlchemy would read
+                    v[_AT] = (at if isinstance(at, datetime) else parse(at)).isoformat(timespec="microseconds")
+                except (TypeError, ValueError):
+                    return Verification(False, count, seq, f"entry {seq}: its time is not a timestamp "
+                                        "(a field was changed)", "content", **base)
+                h = sha256(encode(v).encode()).hexdigest()
+                if h != stored_hash:
+                    return Verification(False, count, seq, f"entry {seq}: its content does not match its hash "
+                                        "(a field was changed)", "content", **base)
+                key = keys.get(v[_KEY_ID])
+                if key is None:
+                    return Verification(False, count, seq, f"entry {seq} names ledger key {v[_KEY_ID]!r}, which the "
+                                        "key file does not hold", "unknown-key", **base)
+                if not same(digest(key, h.encode(), "sha256").hex(), stored_mac or ""):
+                    return Verification(False, count, seq, f"entry {seq}: its signature does not verify under the "
+                                        "ledger key (forged, re-chained or signed with another key)", "signature", **base)
+                prev = h
+                expected += 1
+        last = expected - 1
+        head = cps.get(HEAD)
+        if head is None:
+            if count == 0:
+                return Verification(True, 0, last_seq=last, last_hash=prev, **base)
+            return Verification(False, count, last + 1, "the head record is missing: entries at the end may "
+                                "have been removed", "head", last_seq=last, last_hash=prev, **base)
+        if not self._checkpoint_ok(head):
+            return Verification(False, count, min(head.seq, last) + 1, "the head record is not signed by the "
+                                "ledger key", "head", last_seq=last, last_hash=prev, **base)
+        if head.seq > last:
+            gap = f"entries {last + 1}..{head.seq} are" if head.seq > last + 1 else f"entry {head.seq} is"
+            return Verification(False, count, last + 1, f"{gap} missing from the end (the head record names "
+                                f"entry {head.seq})", "missing", last_seq=last, last_hash=prev, **base)
+        if head.seq < last:
+            return Verification(False, count, head.seq + 1, f"entry {head.seq + 1} was added behind the ledger's "
+                                f"back (the head record names entry {head.seq})", "head",
+                                last_seq=last, last_hash=prev, **base)
+        if head.entry_hash != prev:
+            return Verification(False, count, last, f"entry {last} differs from the one the head record names",
+                                "head", last_seq=last, last_hash=prev, **base)
+        return Verification(True, count, last_seq=last, last_hash=prev, **base)

@@ -1,40 +1,68 @@
-"""`mailer ledger ...`: read and verify the tamper-evident send ledger."""
+"""`mailer ledger ...`: verify, read, export and report on the tamper-evident send ledger."""
 
 from __future__ import annotations
 
-from typing import Annotated
+import sys
+from collections.abc import Iterable
+from pathlib import Path
+from typing import Annotated, Any
 
 import typer
 from rich.table import Table
 from sqlalchemy import select
 
-from mailer.cli.common import new_app, out, runtime
-from mailer.errors import EXIT_FAILURE
+from mailer.cli.common import actor, new_app, out, print_json, runtime
+from mailer.errors import EXIT_FAILURE, InputError
+from mailer.ledger import KINDS
+from mailer.ledger_query import FORMATS, Filters
 from mailer.models import LedgerEntry
 
-ledger_app = new_app("The send ledger: verify the chain, show entries.")
+ledger_app = new_app("The send ledger: verify the chain, show, export and report entries.")
+
+CampaignOpt = Annotated[int | None, typer.Option("--campaign", help="Campaign id.")]
+ContactOpt = Annotated[int | None, typer.Option("--contact", help="Contact id (ids only: never an address).")]
+KindOpt = Annotated[list[str] | None, typer.Option("--kind", help=f"Entry kind(s), repeat or comma-separate: {', '.join(KINDS)}.")]
+OutcomeOpt = Annotated[list[str] | None, typer.Option("--outcome", help="Outcome(s): sent, failed, deferred, uncertain, approved, revoked, ...")]
+SinceOpt = Annotated[str | None, typer.Option("--since", help="From this UTC date or date-time (inclusive).")]
+UntilOpt = Annotated[str | None, typer.Option("--until", help="Up to this UTC date (the whole day) or date-time (exclusive).")]
+
+
+def _filters(campaign: int | None, contact: int | None, kind: list[str] | None, outcome: list[str] | None,
+             since: str | None, until: str | None) -> Filters:
+    f = Filters.build(campaign=campaign, contact=contact, kind=kind, outcome=outcome, since=since, until=until)
+    unknown = [k for k in f.kinds if k not in KINDS]
+    if unknown:
+        raise InputError(f"unknown entry kind(s) {unknown}", hint=f"one of {', '.join(KINDS)}")
+    return f
 
 
 @ledger_app.command("verify")
-def verify(ctx: typer.Context) -> None:
-    """Walk the hash chain and signatures; exit 1 at the first broken entry."""
+def verify(ctx: typer.Context,
+           as_json: Annotated[bool, typer.Option("--json", help="Print the result as JSON.")] = False) -> None:
+    """Walk the hash chain, signatures and head; exit 1 at the first broken entry."""
     rt = runtime(ctx)
     v = rt.ledger.verify()
-    if v.ok:
-        out.print(f"ledger intact: {v.entries} entries verified")
-        return
-    out.print(f"ledger BROKEN at entry {v.first_bad_seq}: {v.problem}", markup=False)
-    raise typer.Exit(EXIT_FAILURE)
+    if as_json:
+        print_json(v.as_dict())
+    elif v.ok:
+        start = f" (entries 1..{v.anchor_seq} purged under AUTH-9; chain anchored there)" if v.anchor_seq else ""
+        out.print(f"ledger intact: {v.entries} entries verified in {v.seconds:.2f}s; head is entry "
+                  f"{v.last_seq} {v.last_hash[:16]}{start}", markup=False)
+    else:
+        out.print(f"ledger BROKEN at entry {v.first_bad_seq}: {v.problem}", markup=False)
+        out.print(f"  ({v.entries} entries checked; reason: {v.reason})", markup=False)
+    if not v.ok:
+        raise typer.Exit(EXIT_FAILURE)
 
 
-def entries_table(rows: list) -> Table:  # type: ignore[type-arg]
+def entries_table(rows: Iterable[Any]) -> Table:
     t = Table()
-    for col in ("seq", "at (UTC)", "kind", "outcome", "campaign", "contact", "rules", "tls", "smtp"):
+    for col in ("seq", "at (UTC)", "kind", "outcome", "campaign", "contact", "auth", "rules", "tls", "smtp", "actor"):
         t.add_column(col)
     for r in rows:
         t.add_row(str(r.seq), r.at.strftime("%Y-%m-%d %H:%M:%S"), r.kind, r.outcome or "",
-                  str(r.campaign_id or ""), str(r.contact_id or ""), r.rule_ids, r.tls_version or "",
-                  str(r.smtp_code or ""))
+                  str(r.campaign_id or ""), str(r.contact_id or ""), str(r.authorization_id or ""), r.rule_ids,
+                  r.tls_version or "", str(r.smtp_code or ""), r.actor or "")
     return t
 
 
@@ -46,6 +74,116 @@ def tail(ctx: typer.Context, n: Annotated[int, typer.Option("-n", help="How many
     with rt.engine.connect() as conn:
         rows = list(reversed(conn.execute(select(t).order_by(t.c.seq.desc()).limit(n)).all()))
     out.print(entries_table(rows))
+
+
+@ledger_app.command("show")
+def show(ctx: typer.Context, campaign: CampaignOpt = None, contact: ContactOpt = None, kind: KindOpt = None,
+         outcome: OutcomeOpt = None, since: SinceOpt = None, until: UntilOpt = None,
+         limit: Annotated[int, typer.Option("--limit", help="At most this many entries (0: all, printed in pages).")] = 200) -> None:
+    """Matching entries as a table, oldest first."""
+    from mailer.ledger_query import entries
+
+    rt = runtime(ctx)
+    f = _filters(campaign, contact, kind, outcome, since, until)
+    page: list[Any] = []
+    shown = 0
+    more = False
+    for r in entries(rt.ledger, f):
+        if limit and shown >= limit:
+            more = True
+            break
+        page.append(r)
+        shown += 1
+        if len(page) >= 500:
+            out.print(entries_table(page))
+            page = []
+    if page or not shown:
+        out.print(entries_table(page))
+    tail_note = "; more match: raise --limit or use `mailer ledger export`" if more else ""
+    out.print(f"{shown} entr{'y' if shown == 1 else 'ies'} shown{tail_note}", markup=False)
+
+
+@ledger_app.command("export")
+def export(ctx: typer.Context,
+           fmt: Annotated[str, typer.Option("--format", help=f"One of {', '.join(FORMATS)}.")] = "jsonl",
+           out_file: Annotated[Path | None, typer.Option("--out", help="Write here (default: standard output).")] = None,
+           campaign: CampaignOpt = None, contact: ContactOpt = None, kind: KindOpt = None,
+           outcome: OutcomeOpt = None, since: SinceOpt = None, until: UntilOpt = None) -> None:
+    """Stream matching entries as CSV or JSON Lines; the export is itself a ledger entry."""
+    from mailer.ledger_query import export as do_export
+
+    if fmt not in FORMATS:
+        raise InputError(f"format {fmt!r} is not supported", hint=f"one of {', '.join(FORMATS)}")
+    rt = runtime(ctx)
+    f = _filters(campaign, contact, kind, outcome, since, until)
+    who = actor(ctx)
+    if out_file is None:
+        res = do_export(rt.ledger, f, fmt, sys.stdout, actor=who, destination="stdout")
+        sys.stdout.flush()
+        return
+    partial = out_file.with_name(out_file.name + ".partial")
+    with partial.open("w", encoding="utf-8", newline="") as fh:
+        res = do_export(rt.ledger, f, fmt, fh, actor=who, destination="file")
+    partial.replace(out_file)
+    out.print(f"exported {res.entries} entries to {out_file} (sha256 {res.sha256}); recorded as ledger entry {res.seq}",
+              markup=False)
+
+
+@ledger_app.command("report")
+def report(ctx: typer.Context,
+           quarter: Annotated[str, typer.Option("--quarter", help="e.g. 2026Q3.")],
+           fmt: Annotated[str, typer.Option("--format", help="text or json.")] = "text",
+           check: Annotated[bool, typer.Option("--verify/--no-verify", help="Verify the chain too.")] = True) -> None:
+    """The quarterly review: campaigns, sends, skips and refusals by rule, unsubscribes,
+    authorization events, approvals."""
+    from mailer.ledger_report import build_report, render_text
+
+    if fmt not in ("text", "json"):
+        raise InputError(f"format {fmt!r} is not supported", hint="text or json")
+    rt = runtime(ctx)
+    rep = build_report(rt.ledger, quarter, verify=check)
+    if fmt == "json":
+        print_json(rep.as_dict())
+    else:
+        sys.stdout.write(render_text(rep))
+    if rep.verification is not None and not rep.verification.ok:
+        raise typer.Exit(EXIT_FAILURE)
+
+
+@ledger_app.command("evidence")
+def evidence(ctx: typer.Context,
+             campaign: Annotated[int, typer.Option("--campaign", help="Campaign id.")],
+             out_file: Annotated[Path, typer.Option("--out", help="The zip file to write.")]) -> None:
+    """Everything an auditor needs for one campaign, in a zip with a SHA-256 manifest."""
+    from mailer.evidence import write_evidence
+
+    rt = runtime(ctx)
+    res = write_evidence(rt, campaign, out_file, actor=actor(ctx))
+    out.print(f"wrote {res.path}: {res.files} files, {res.entries} entries of campaign {campaign}, "
+              f"chain {'intact' if res.verified else 'BROKEN'}; sha256 {res.sha256}; "
+              f"recorded as ledger entry {res.seq}", markup=False)
+    if not res.verified:
+        raise typer.Exit(EXIT_FAILURE)
+
+
+@ledger_app.command("purge")
+def purge(ctx: typer.Context,
+          before: Annotated[str, typer.Option("--before", help="Remove entries older than this UTC date.")],
+          dry_run: Annotated[bool, typer.Option("--dry-run", help="Only say what would be removed.")] = False) -> None:
+    """Remove entries past retention (six years, AUTH-9); anything younger is refused (exit 3)."""
+    from mailer.ledger_query import parse_when
+    from mailer.retention import purge as do_purge
+
+    rt = runtime(ctx)
+    plan = do_purge(rt.ledger, parse_when(before), actor=actor(ctx), dry_run=dry_run)
+    if plan.entries == 0:
+        out.print(f"nothing to purge before {before}", markup=False)
+    elif dry_run:
+        out.print(f"would remove entries {plan.first_seq}..{plan.through_seq} ({plan.entries}); "
+                  f"the chain would be anchored at entry {plan.through_seq}", markup=False)
+    else:
+        out.print(f"removed entries {plan.first_seq}..{plan.through_seq} ({plan.entries}); "
+                  f"the chain is anchored at entry {plan.through_seq}", markup=False)
 
 
 def register(app: typer.Typer) -> None:

@@ -1,0 +1,234 @@
+"""The evidence package for one campaign: everything an auditor needs, in one zip.
+
+Approvals, the template's hash with its source and a sample rendered for a synthetic
+contact ("Sample Patient"), the segment and audience snapshot hashes, every ledger
+entry of the campaign (JSON Lines), the verification of the whole chain, a summary
+that reconciles outcomes with the send queue, and MANIFEST.sha256 over every file
+(`sha256sum -c MANIFEST.sha256` checks it). No patient address or clinical value goes
+in: entries hold ids and hashes only, and the sample uses a synthetic contact. Writing
+the package is itself a `data-export` ledger entry that records the zip's SHA-256.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import time
+import zipfile
+from collections import Counter
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import select
+
+from mailer.campaigns import get as get_campaign
+from mailer.compose import Composer
+from mailer.errors import MailerError
+from mailer.ledger import APPROVAL, AUDIENCE, DATA_EXPORT, SEND, SKIP, Event
+from mailer.ledger_query import Filters, entries, record
+from mailer.models import Approval
+from mailer.runtime import Runtime
+from mailer.templates import TEMPLATE_FILES, compile_template, content_hash
+
+SAMPLE_CONTACT = {"first_name": "Sample", "last_name": "Patient", "preferred_name": "Sample", "language": "en"}
+SAMPLE_ADDRESS = "sample.patient@example.invalid"  # RFC 2606: can never be delivered
+_AP = Approval.__table__  # type: ignore[attr-defined]
+_OUTCOMES = ("sent", "failed", "uncertain")  # a recipient's final send outcomes (deferred is an attempt)
+
+README = """Evidence package for campaign {id} ({name}), made {made} UTC by {actor}.
+
+campaign.json            the campaign record: purpose, status, template/segment/audience hashes
+approvals.jsonl          approval and rejection entries from the ledger
+approval_records.json    the approval records, each bound to the template and segment hash it saw
+template/hash.json       the approved hash, the hash of the files today, and the hashes sent
+template/source/*        the template files (the copy the hashes are computed over)
+sample/sample.eml        the message as composed for a synthetic contact ("Sample Patient")
+sample/sample.html       its HTML part
+segment/snapshot.json    segment file hash and the audience snapshot(s) frozen from it
+segment/source.toml      the segment definition (criteria, not patient data)
+entries.jsonl            every ledger entry of this campaign up to entry {through}, with hashes and MACs
+summary.json             outcomes per recipient, reconciled with the send queue
+verification.json        the result of verifying the whole ledger chain when this package was made
+MANIFEST.sha256          SHA-256 of every file above: `sha256sum -c MANIFEST.sha256`
+
+A recipient can be matched to entries only by whoever holds the address and the
+installation's lookup key (recipient_hash is an HMAC). message_hash is the SHA-256 of
+the exact bytes sent, so a copy of a message proves itself against its entry.
+"""
+
+
+@dataclass(frozen=True)
+class EvidenceResult:
+    path: Path
+    files: int
+    entries: int
+    sha256: str
+    manifest_sha256: str
+    verified: bool
+    seq: int  # the data-export entry
+
+
+class _Zip:
+    """Writes members and remembers their SHA-256 for the manifest."""
+
+    def __init__(self, zf: zipfile.ZipFile) -> None:
+        self.zf = zf
+        self.sums: list[tuple[str, str]] = []
+
+    def put(self, name: str, data: bytes | str) -> None:
+        raw = data.encode("utf-8") if isinstance(data, str) else data
+        self.zf.writestr(name, raw)
+        self.sums.append((hashlib.sha256(raw).hexdigest(), name))
+
+    def put_json(self, name: str, value: Any) -> None:
+        self.put(name, json.dumps(value, indent=2, sort_keys=True, default=str) + "\n")
+
+    def put_lines(self, name: str, records: Any) -> int:
+        """Stream JSON Lines into the archive (never the whole list in memory)."""
+        h = hashlib.sha256()
+        n = 0
+        info = zipfile.ZipInfo(name, date_time=time.localtime()[:6])
+        info.compress_type = zipfile.ZIP_DEFLATED
+        with self.zf.open(info, "w", force_zip64=True) as f:
+            for rec in records:
+                line = (json.dumps(rec, separators=(",", ":"), ensure_ascii=True, default=str) + "\n").encode()
+                h.update(line)
+                f.write(line)
+                n += 1
+        self.sums.append((h.hexdigest(), name))
+        return n
+
+
+def _sample(rt: Runtime, campaign: Any, template: Any) -> tuple[bytes, str]:
+    """Render and compose for the synthetic contact, through the same code as a real send."""
+    unsubscribe_url = rt.settings.unsubscribe.base_url + "SAMPLE-TOKEN"
+    context: dict[str, Any] = {
+        "contact": {k: SAMPLE_CONTACT[k] for k in ("first_name", "preferred_name", "language")},
+        "center": rt.center_context(),
+        "campaign": {"name": campaign.name},
+        "unsubscribe_url": unsubscribe_url,
+    }
+    rendered = template.render(context)
+    snd = rt.settings.sender
+    composer = Composer(from_address=snd.from_address, envelope_from=rt.settings.envelope_from,
+                        list_id=snd.list_id, reply_to=snd.reply_to, campaign_id=campaign.id or 0)
+    msg = composer.compose(recipient=SAMPLE_ADDRESS, rendered=rendered, message_id=composer.message_id(0),
+                           unsubscribe_url=unsubscribe_url)
+    return msg.data, rendered.html
+
+
+def write_evidence(rt: Runtime, campaign_id: int, out: Path, *, actor: str | None = None) -> EvidenceResult:
+    """Build the package at `out` (written to a temporary name, then moved into place)."""
+    from mailer.models import utcnow
+    from mailer.store import deliveries as dq
+
+    campaign = get_campaign(rt, campaign_id)
+    ledger = rt.ledger
+    verification = ledger.verify()
+    through = verification.last_seq if verification.ok else ledger.last_seq()
+    made = utcnow()
+    out.parent.mkdir(parents=True, exist_ok=True)
+    partial = out.with_name(out.name + ".partial")
+    with zipfile.ZipFile(partial, "w", compression=zipfile.ZIP_DEFLATED) as zf:
+        z = _Zip(zf)
+        z.put("README.txt", README.format(id=campaign.id, name=campaign.name, made=made.isoformat(timespec="seconds"),
+                                          actor=actor or "-", through=through))
+        z.put_json("campaign.json", {
+            "id": campaign.id, "name": campaign.name, "purpose": campaign.purpose, "status": campaign.status,
+            "run": campaign.run, "author": campaign.author, "third_party": campaign.third_party,
+            "template": campaign.template, "template_hash": campaign.template_hash,
+            "segment": campaign.segment, "segment_hash": campaign.segment_hash,
+            "audience_hash": campaign.audience_hash, "created_at": campaign.created_at,
+        })
+        z.put_lines("approvals.jsonl", (record(r) for r in entries(
+            ledger, Filters(campaign_id=campaign_id, kinds=(APPROVAL,)), through_seq=through)))
+        with rt.engine.connect() as conn:
+            approvals = [
+                {"id": a.id, "reviewer": a.reviewer, "decision": a.decision, "template_hash": a.template_hash,
+                 "segment_hash": a.segment_hash, "purpose": a.purpose, "waivers": json.loads(a.waivers_json or "[]"),
+                 "segment_counts": json.loads(a.segment_counts_json or "{}"), "at": a.at,
+                 # free text stays out; its hash shows it was not changed
+                 "note_sha256": hashlib.sha256((a.note or "").encode()).hexdigest()}
+                for a in conn.execute(select(_AP).where(_AP.c.campaign_id == campaign_id).order_by(_AP.c.id))
+            ]
+        z.put_json("approval_records.json", approvals)
+
+        # template: hash, source, sample
+        tpath = Path(campaign.template)
+        current = content_hash(tpath) if (tpath / "template.toml").exists() else None
+        sent_hashes: Counter[str] = Counter()
+        audience: list[dict[str, Any]] = []
+        kinds: Counter[str] = Counter()
+        final: dict[int, str] = {}
+        duplicates: list[int] = []
+        for r in entries(ledger, Filters(campaign_id=campaign_id), through_seq=through):
+            kinds[f"{r.kind}:{r.outcome or '-'}"] += 1
+            if r.kind == SEND and r.template_hash:
+                sent_hashes[r.template_hash] += 1
+            if r.kind == AUDIENCE:
+                audience.append(record(r))
+            if r.contact_id is not None and (r.kind == SKIP or (r.kind == SEND and r.outcome in _OUTCOMES)):
+                if r.contact_id in final and final[r.contact_id] != "uncertain":
+                    duplicates.append(r.contact_id)
+                final[r.contact_id] = f"{r.kind}:{r.outcome}" if r.kind == SEND else SKIP
+        z.put_json("template/hash.json", {
+            "approved_template_hash": campaign.template_hash,
+            "approval_record_hashes": sorted({a["template_hash"] for a in approvals}),
+            "current_files_hash": current,
+            "current_files_match": current == campaign.template_hash,
+            "hashes_in_send_entries": dict(sent_hashes),
+            "all_sends_used_the_approved_hash": set(sent_hashes) <= {campaign.template_hash},
+        })
+        if current is not None:
+            for name in TEMPLATE_FILES:
+                if (tpath / name).exists():
+                    z.put(f"template/source/{name}", (tpath / name).read_bytes())
+            try:
+                eml, html = _sample(rt, campaign, compile_template(tpath))
+                z.put("sample/sample.eml", eml)
+                z.put("sample/sample.html", html)
+            except MailerError as err:
+                z.put("sample/ERROR.txt", f"the sample could not be rendered: {err}\n")
+        else:
+            z.put("sample/ERROR.txt", "the template folder is no longer at the recorded path\n")
+
+        spath = Path(campaign.segment)
+        if spath.is_file():
+            z.put("segment/source.toml", spath.read_bytes())
+        from mailer.segments import segment_hash
+
+        z.put_json("segment/snapshot.json", {
+            "segment_hash": campaign.segment_hash,
+            "current_file_hash": segment_hash(spath.read_bytes()) if spath.is_file() else None,
+            "audience_hash": campaign.audience_hash,
+            "audience_entries": audience,
+        })
+        n = z.put_lines("entries.jsonl", (record(r) for r in entries(
+            ledger, Filters(campaign_id=campaign_id), through_seq=through)))
+        queue = dq.counts(rt.engine, campaign_id)
+        outcome_counts = Counter(final.values())
+        z.put_json("summary.json", {
+            "entries": n, "entries_by_kind_outcome": dict(sorted(kinds.items())),
+            "recipients_with_an_outcome": len(final),
+            "recipient_outcomes": dict(sorted(outcome_counts.items())),
+            "recipients_with_more_than_one_outcome": sorted(set(duplicates))[:1000],
+            "send_queue_counts": queue,
+        })
+        z.put_json("verification.json", {**verification.as_dict(), "package_through_seq": through})
+        manifest = "".join(f"{h}  {name}\n" for h, name in z.sums)
+        zf.writestr("MANIFEST.sha256", manifest)
+        files = len(z.sums) + 1
+    zip_sha = hashlib.sha256()
+    with partial.open("rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            zip_sha.update(chunk)
+    os.replace(partial, out)
+    manifest_sha = hashlib.sha256(manifest.encode()).hexdigest()
+    seq = ledger.append([Event(kind=DATA_EXPORT, outcome="evidence", campaign_id=campaign_id, actor=actor,
+                               rule_ids=("SEC-5",), detail={"files": files, "entries": n, "through_seq": through,
+                                                            "manifest_sha256": manifest_sha,
+                                                            "sha256": zip_sha.hexdigest(),
+                                                            "verified": verification.ok})])[0]
+    return EvidenceResult(out, files, n, zip_sha.hexdigest(), manifest_sha, verification.ok, seq)
