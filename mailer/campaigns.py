@@ -2,18 +2,31 @@
 
 States: draft -> submitted -> approved -> scheduled -> sending -> done, or paused /
 cancelled. Gates that must pass before sending (approval bound to hashes, lint, BAA,
-...) live in `preflight`; sending itself lives in `sending`.
+...) live in `preflight`; approvals in `approvals`; sending itself lives in `sending`.
+
+    draft --submit--> submitted --approve--> approved --schedule--> scheduled --(fires)--> sending --> done
+      ^                 |   ^                  |  (send now) ------------------------------^   |
+      +----reject-------+   +---invalidate-----+-- (template or segment changed: SEC-6) <------+
+    pause: approved/scheduled/sending -> paused;  resume: paused -> scheduled (or approved)
+    cancel: any state but done/cancelled -> cancelled
+    recurring (cron) campaigns go back from sending/done to scheduled after each run.
+
+Every transition checks the current state inside its write transaction and is a ledger
+entry; an invalid one raises StateError (exit 2) naming the states that allow it.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
+from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
+from zoneinfo import ZoneInfo
 
 from sqlalchemy import select, update
 
 from mailer.db import writing
-from mailer.errors import InputError
+from mailer.errors import InputError, StateError
 from mailer.ledger import CAMPAIGN, Event
 from mailer.models import Campaign, utcnow
 from mailer.runtime import Runtime
@@ -23,6 +36,20 @@ from mailer.segments import (
 from mailer.templates import PURPOSES, content_hash
 
 STATES = ("draft", "submitted", "approved", "scheduled", "sending", "paused", "done", "cancelled")
+#: states in which a valid approval exists (preflight still checks it against the hashes)
+APPROVED_STATES = ("approved", "scheduled", "sending", "paused", "done")
+# action -> (states it may start from, state it leads to; None = decided by the caller)
+TRANSITIONS: dict[str, tuple[tuple[str, ...], str | None]] = {
+    "submit": (("draft", "submitted"), "submitted"),
+    "approve": (("submitted",), "approved"),
+    "reject": (("submitted",), "draft"),
+    "schedule": (("approved", "scheduled"), "scheduled"),
+    "pause": (("approved", "scheduled", "sending"), "paused"),
+    "resume": (("paused",), None),
+    "cancel": (("draft", "submitted", "approved", "scheduled", "sending", "paused"), "cancelled"),
+    "invalidate": (("approved", "scheduled", "sending", "paused", "done"), "submitted"),
+    "next-run": (("sending", "done", "scheduled"), "scheduled"),
+}
 _T = Campaign.__table__  # type: ignore[attr-defined]
 
 
@@ -40,7 +67,7 @@ def create(rt: Runtime, *, name: str, purpose: str, template: Path, segment: Pat
             name=name, purpose=purpose, template=str(template), segment=str(segment),
             template_hash=content_hash(template), segment_hash=segment_hash(segment.read_bytes()),
             third_party=third_party, status="draft", status_reason="", author=author, run=0,
-            audience_hash="", created_at=now, updated_at=now)).inserted_primary_key[0]
+            audience_hash="", created_at=now, updated_at=now)).inserted_primary_key[0]  # type: ignore[index]
         rt.ledger.append_in(conn, [Event(kind=CAMPAIGN, outcome="created", campaign_id=cid, actor=author,
                                          detail={"purpose": purpose})])
     return get(rt, cid)
@@ -64,3 +91,102 @@ def set_status(rt: Runtime, campaign_id: int, status: str, reason: str = "", *, 
                                          rule_ids=tuple(rules), detail={"reason": reason[:200]} if reason else {})])
 
 
+
+
+def transition(rt: Runtime, campaign_id: int, action: str, *, actor: str | None = None, reason: str = "",
+               rules: Sequence[str] = (), values: dict[str, Any] | None = None, to: str | None = None,
+               detail: dict[str, Any] | None = None) -> Campaign:
+    """Move a campaign along the lifecycle, checking the current state in the same transaction."""
+    with writing(rt.engine) as conn:
+        transition_in(rt, conn, campaign_id, action, actor=actor, reason=reason, rules=rules, values=values,
+                      to=to, detail=detail)
+    return get(rt, campaign_id)
+
+
+def transition_in(rt: Runtime, conn: Any, campaign_id: int, action: str, *, actor: str | None = None,
+                  reason: str = "", rules: Sequence[str] = (), values: dict[str, Any] | None = None,
+                  to: str | None = None, detail: dict[str, Any] | None = None) -> str:
+    """`transition` inside the caller's write transaction; returns the state it left."""
+    allowed, target = TRANSITIONS[action]
+    target = to or target
+    assert target in STATES
+    q = select(_T.c.status).where(_T.c.id == campaign_id)
+    if conn.dialect.name == "postgresql":
+        q = q.with_for_update()
+    row = conn.execute(q).first()
+    if row is None:
+        raise InputError(f"campaign {campaign_id} does not exist", hint="see `mailer campaign status`")
+    if row.status not in allowed:
+        raise StateError(f"campaign {campaign_id} is {row.status}; {action} needs it to be "
+                         f"{' or '.join(allowed)}", hint=_HINTS.get(row.status, ""))
+    conn.execute(update(_T).where(_T.c.id == campaign_id).values(
+        status=target, status_reason=reason[:500], updated_at=utcnow(), **(values or {})))
+    d = {"from": row.status, "action": action, **(detail or {})}
+    if reason:
+        d["reason"] = reason[:200]
+    rt.ledger.append_in(conn, [Event(kind=CAMPAIGN, outcome=target, campaign_id=campaign_id, actor=actor,
+                                     rule_ids=tuple(rules), detail=d)])
+    return str(row.status)
+
+
+_HINTS = {
+    "draft": "submit it first: mailer campaign submit ID",
+    "submitted": "a reviewer other than the author approves it: mailer --actor REVIEWER campaign approve ID",
+    "paused": "resume it: mailer campaign resume ID",
+    "done": "create a new campaign",
+    "cancelled": "create a new campaign",
+}
+
+
+def submit(rt: Runtime, campaign_id: int, *, actor: str) -> Campaign:
+    """Hand a draft to review, bound to the template and segment as they are now."""
+    from mailer.segments import load_segment
+    from mailer.templates import compile_template
+
+    c = get(rt, campaign_id)
+    compile_template(Path(c.template))  # fails early (TemplateError) rather than at review
+    load_segment(Path(c.segment), rt.settings.fields)
+    th, sh = content_hash(Path(c.template)), segment_hash(Path(c.segment).read_bytes())
+    return transition(rt, campaign_id, "submit", actor=actor, values={"template_hash": th, "segment_hash": sh},
+                      detail={"template_hash": th, "segment_hash": sh})
+
+
+def current_hashes(campaign: Campaign) -> tuple[str, str]:
+    """The template content hash and segment file hash of the files as they are now."""
+    tpath, spath = Path(campaign.template), Path(campaign.segment)
+    th = content_hash(tpath) if tpath.is_dir() else ""
+    sh = segment_hash(spath.read_bytes()) if spath.is_file() else ""
+    return th, sh
+
+
+def invalidate_if_changed(rt: Runtime, campaign: Campaign, *, actor: str | None = None) -> Campaign:
+    """SEC-6: a template or segment edited after approval sends the campaign back to submitted,
+    now bound to the new content, which needs a new approval."""
+    if campaign.status not in TRANSITIONS["invalidate"][0]:
+        return campaign
+    th, sh = current_hashes(campaign)
+    if (th, sh) == (campaign.template_hash, campaign.segment_hash):
+        return campaign
+    what = [n for n, a, b in (("template", th, campaign.template_hash), ("segment", sh, campaign.segment_hash)) if a != b]
+    return transition(rt, campaign.id or 0, "invalidate", actor=actor, rules=("SEC-6",),
+                      reason=f"{' and '.join(what)} changed after approval; needs a new approval",
+                      values={"template_hash": th, "segment_hash": sh},
+                      detail={"template_hash": th, "segment_hash": sh, "changed": what})
+
+
+def local_time(text: str, tz: str) -> datetime:
+    """An operator's wall-clock time in the center's time zone -> naive UTC (the stored form)."""
+    try:
+        value = datetime.fromisoformat(text.strip().replace(" ", "T", 1) if "T" not in text else text.strip())
+    except ValueError:
+        raise InputError(f"time {text!r} is not understood", hint="use YYYY-MM-DD HH:MM (center time zone)") from None
+    if value.tzinfo is None:
+        value = value.replace(tzinfo=ZoneInfo(tz))
+    return value.astimezone(UTC).replace(tzinfo=None)
+
+
+def display_time(value: datetime | None, tz: str) -> str:
+    """Naive UTC -> the center's wall clock, for people."""
+    if value is None:
+        return ""
+    return value.replace(tzinfo=UTC).astimezone(ZoneInfo(tz)).strftime("%Y-%m-%d %H:%M %Z")

@@ -9,12 +9,15 @@ import typer
 from rich.table import Table
 from sqlalchemy import select
 
-from mailer import campaigns, sending
+from mailer import approvals, campaigns, preflight, sending
 from mailer.cli.common import actor, new_app, out, print_json, runtime
+from mailer.errors import EXIT_REFUSED
 from mailer.models import Campaign
 from mailer.store import deliveries as dq
 
-campaign_app = new_app("Campaigns: create, check, send and follow them.")
+campaign_app = new_app("Campaigns: create, submit, approve, check, schedule, send and follow them.")
+CampaignId = Annotated[int, typer.Argument(help="Campaign id.")]
+Format = Annotated[str, typer.Option("--format", help="text or json.")]
 
 
 @campaign_app.command("create")
@@ -34,6 +37,141 @@ def create(
     c = campaigns.create(rt, name=name, purpose=purpose, template=template, segment=segment,
                          author=actor(ctx), third_party=third_party)
     out.print(f"campaign {c.id} created (draft): template {c.template_hash[:12]}, segment {c.segment_hash[:12]}")
+    out.print(f"next: mailer campaign submit {c.id}", markup=False)
+
+
+@campaign_app.command("submit")
+def submit(ctx: typer.Context, campaign_id: CampaignId) -> None:
+    """Hand the campaign to review, bound to the template and segment as they are now."""
+    rt = runtime(ctx)
+    c = campaigns.submit(rt, campaign_id, actor=actor(ctx))
+    out.print(f"campaign {c.id} submitted: template {c.template_hash[:12]}, segment {c.segment_hash[:12]}; "
+              f"a reviewer other than {c.author} runs: mailer campaign approve {c.id}", markup=False)
+
+
+def _print_packet(p: approvals.ReviewPacket) -> None:
+    cls = p.classification
+    out.print(f"campaign {p.campaign_id} by {p.author}: purpose {p.purpose}"
+              + (f", third party {p.third_party}" if p.third_party else ""), markup=False)
+    out.print(f"  template sha256 {p.template_hash}", markup=False)
+    out.print(f"  segment  sha256 {p.segment_hash}", markup=False)
+    out.print(f"  HIPAA: {cls.hipaa}" + (f" ({cls.exception})" if cls.exception else "")
+              + (f"; every recipient needs a '{cls.scope}' authorization" if cls.scope else "")
+              + f"; CAN-SPAM: {'commercial' if cls.commercial else 'transactional'} [{', '.join(cls.rules)}]",
+              markup=False)
+    for w in cls.warnings:
+        out.print(f"  WARN {w.rule}: {w.reason} ({w.fix})", markup=False)
+    sc = p.segment_counts
+    if sc:
+        out.print(f"  segment {sc.get('segment')}: considered {sc.get('considered')}, matched {sc.get('matched')}, "
+                  f"suppressed {sc.get('suppressed')}, authorized {sc.get('authorized')}", markup=False)
+    out.print(f"  lint: {len(p.lint_errors)} error(s), {len(p.lint_warnings)} warning(s), {len(p.waivers)} waiver(s)",
+              markup=False)
+    for wv in p.waivers:
+        out.print(f"    waived {wv['code']} ({wv['rule']}) {wv['file']}:{wv['line']} by {wv.get('waived_by')}: {wv.get('reason')}",
+                  markup=False)
+    for r in p.refusals:
+        out.print(f"  BLOCKS APPROVAL {r.rule}: {r.reason}", markup=False)
+
+
+@campaign_app.command("review")
+def review(ctx: typer.Context, campaign_id: CampaignId, fmt: Format = "text") -> None:
+    """What the approver signs: hashes, classification, lint waivers, segment counts."""
+    rt = runtime(ctx)
+    p = approvals.review(rt, campaigns.get(rt, campaign_id))
+    if fmt == "json":
+        print_json(p.as_dict())
+    else:
+        _print_packet(p)
+
+
+@campaign_app.command("approve")
+def approve(ctx: typer.Context, campaign_id: CampaignId,
+            note: Annotated[str, typer.Option(help="Reviewer's note (no PHI).")] = "",
+            fmt: Format = "text") -> None:
+    """Approve a submitted campaign (SEC-6: not its author); binds the approval to the content hashes."""
+    rt = runtime(ctx)
+    a, packet = approvals.approve(rt, campaign_id, reviewer=actor(ctx), note=note)
+    if fmt == "json":
+        print_json({"approval": a.id, "reviewer": a.reviewer, **packet.as_dict()})
+        return
+    _print_packet(packet)
+    out.print(f"campaign {campaign_id} approved by {a.reviewer} (approval {a.id})", markup=False)
+
+
+@campaign_app.command("reject")
+def reject(ctx: typer.Context, campaign_id: CampaignId,
+           reason: Annotated[str, typer.Option(help="Why (no PHI); the author sees it.")]) -> None:
+    """Send a submitted campaign back to draft."""
+    rt = runtime(ctx)
+    approvals.reject(rt, campaign_id, reviewer=actor(ctx), reason=reason)
+    out.print(f"campaign {campaign_id} rejected; back to draft", markup=False)
+
+
+@campaign_app.command("check")
+def check(ctx: typer.Context, campaign_id: CampaignId, fmt: Format = "text") -> None:
+    """Preflight: every gate with its rule ID and fix. Exit 3 while any gate fails."""
+    rt = runtime(ctx)
+    report = preflight.check(rt, campaign_id, actor=actor(ctx))
+    if fmt == "json":
+        print_json(report.as_dict())
+    else:
+        out.print(f"campaign {campaign_id} ({report.status}): preflight {'passes' if report.ok else 'FAILS'}",
+                  markup=False)
+        for g in report.gates:
+            mark = "pass" if g.ok else ("WARN" if g.severity == "warning" else "FAIL")
+            out.print(f"  {mark:4}  {g.rule:7} {g.name:11} {g.detail}", markup=False)
+            if not g.ok and g.fix:
+                out.print(f"{'':21}fix: {g.fix}", markup=False)
+    if not report.ok:
+        raise typer.Exit(EXIT_REFUSED)
+
+
+@campaign_app.command("schedule")
+def schedule(
+    ctx: typer.Context, campaign_id: CampaignId,
+    at: Annotated[str | None, typer.Option(help="One-off send time, YYYY-MM-DD HH:MM in the center's time zone.")] = None,
+    cron: Annotated[str | None, typer.Option(help='Recurring, crontab in the center\'s time zone, e.g. "0 9 * * MON".')] = None,
+) -> None:
+    """Schedule an approved campaign; `mailer worker` sends it, checking every gate again then."""
+    from mailer import scheduler
+
+    rt = runtime(ctx)
+    tz = rt.settings.center.timezone
+    when = campaigns.local_time(at, tz) if at else None
+    scheduler.schedule(rt, campaign_id, at=when, cron=cron, actor=actor(ctx))
+    nxt = scheduler.next_run(rt, campaign_id)
+    out.print(f"campaign {campaign_id} scheduled; next run {campaigns.display_time(nxt, tz)}"
+              + (f" (recurring: {cron})" if cron else ""), markup=False)
+
+
+@campaign_app.command("pause")
+def pause(ctx: typer.Context, campaign_id: CampaignId,
+          reason: Annotated[str, typer.Option(help="Why (no PHI).")] = "") -> None:
+    """Stop scheduled runs (the job is removed until resume)."""
+    from mailer import scheduler
+
+    scheduler.pause(runtime(ctx), campaign_id, actor=actor(ctx), reason=reason)
+    out.print(f"campaign {campaign_id} paused", markup=False)
+
+
+@campaign_app.command("resume")
+def resume(ctx: typer.Context, campaign_id: CampaignId) -> None:
+    """Resume a paused campaign: back to scheduled (a past one-off time runs now) or approved."""
+    from mailer import scheduler
+
+    c = scheduler.resume(runtime(ctx), campaign_id, actor=actor(ctx))
+    out.print(f"campaign {campaign_id} {c.status}", markup=False)
+
+
+@campaign_app.command("cancel")
+def cancel(ctx: typer.Context, campaign_id: CampaignId,
+           reason: Annotated[str, typer.Option(help="Why (no PHI).")] = "") -> None:
+    """Cancel for good; the job is removed."""
+    from mailer import scheduler
+
+    scheduler.cancel(runtime(ctx), campaign_id, actor=actor(ctx), reason=reason)
+    out.print(f"campaign {campaign_id} cancelled", markup=False)
 
 
 @campaign_app.command("freeze")
@@ -57,16 +195,19 @@ def status(ctx: typer.Context,
         q = q.where(t.c.id == campaign_id)
     with rt.engine.connect() as conn:
         rows = conn.execute(q).all()
+    tz = rt.settings.center.timezone
     data = [{"id": r.id, "name": r.name, "purpose": r.purpose, "status": r.status, "reason": r.status_reason,
-             "run": r.run, "recipients": dq.counts(rt.engine, r.id)} for r in rows]
+             "author": r.author, "run": r.run, "schedule": r.schedule_cron or campaigns.display_time(r.schedule_at, tz),
+             "recipients": dq.counts(rt.engine, r.id)} for r in rows]
     if fmt == "json":
         print_json(data)
         return
     table = Table()
-    for col in ("id", "name", "purpose", "status", "recipients"):
+    for col in ("id", "name", "purpose", "status", "schedule", "recipients"):
         table.add_column(col)
     for d in data:
         table.add_row(str(d["id"]), d["name"], d["purpose"], d["status"] + (f" ({d['reason']})" if d["reason"] else ""),
+                      d["schedule"] + (f" run {d['run']}" if d["run"] else ""),
                       ", ".join(f"{k} {v}" for k, v in sorted(d["recipients"].items())))
     out.print(table)
 

@@ -37,3 +37,27 @@ def suppress(engine: Engine, ledger: Ledger, email_hash: str, reason: str, *, co
                                       recipient_hash=email_hash, actor=actor, rule_ids=rule_ids,
                                       detail={"new": added})])
     return added
+
+
+def export(engine: Engine, ledger: Ledger, *, purpose: str, actor: str | None = None) -> list[str]:
+    """Opted-out addresses are never sold or transferred (SPAM-7, MKT-7), except for compliance.
+
+    Even then only lookup hashes leave, never addresses; every attempt is a ledger entry.
+    """
+    from mailer.errors import ComplianceRefusal
+    from mailer.ledger import DATA_EXPORT, REFUSAL
+    from mailer.refusal import Refusal
+
+    if purpose != "compliance":
+        refusals = [Refusal("SPAM-7", "suppressed addresses are never sold or transferred",
+                            "export only for compliance (purpose 'compliance'), as hashes"),
+                    Refusal("MKT-7", "disclosing a patient list for any remuneration is a sale of PHI",
+                            "do not disclose the list")]
+        ledger.append([Event(kind=REFUSAL, outcome="export-refused", actor=actor, rule_ids=("SPAM-7", "MKT-7"),
+                             detail={"what": "suppressions", "purpose": purpose[:64]})])
+        raise ComplianceRefusal(refusals)
+    with engine.connect() as conn:
+        hashes = [r[0] for r in conn.execute(select(_T.c.email_hash).order_by(_T.c.id))]
+    ledger.append([Event(kind=DATA_EXPORT, outcome="suppressions", actor=actor, rule_ids=("SPAM-7",),
+                         detail={"purpose": "compliance", "rows": len(hashes)})])
+    return hashes

@@ -1,0 +1,38 @@
+"""`mailer worker`: run the scheduler (holding the scheduler lock) and send what fires."""
+
+from __future__ import annotations
+
+import signal
+import sys
+import threading
+from typing import Annotated
+
+import typer
+
+from mailer.cli.common import runtime
+from mailer.scheduler import DEFAULT_MISFIRE_GRACE, Worker
+
+
+def register(app: typer.Typer) -> None:
+    @app.command("worker")
+    def worker(
+        ctx: typer.Context,
+        poll: Annotated[float, typer.Option(help="Seconds between looks at the job store (jobs other processes add).")] = 5.0,
+        misfire_grace: Annotated[int, typer.Option(help="A run missed by less than this many seconds runs once, late; "
+                                                   "missed by more, it is skipped and recorded in the ledger.")] = DEFAULT_MISFIRE_GRACE,
+    ) -> None:
+        """Fire scheduled campaigns and send them; resumes runs a previous worker left unfinished.
+
+        One worker per database holds the scheduler lock (PostgreSQL advisory lock, or a
+        lock file beside the SQLite database); others wait for it. Stop with SIGTERM or Ctrl-C.
+        """
+        rt = runtime(ctx)
+        stop = threading.Event()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            signal.signal(sig, lambda *_: stop.set())
+
+        def ready() -> None:
+            sys.stdout.write(f"worker ready (pid {__import__('os').getpid()}, timezone {rt.settings.center.timezone})\n")
+            sys.stdout.flush()
+
+        Worker(rt, misfire_grace=misfire_grace, poll=poll).run_forever(stop, ready)
