@@ -7,6 +7,7 @@ the spot and trusted only by this run. Sample data is synthetic (example.* domai
 from __future__ import annotations
 
 import shlex
+import sys
 import shutil
 import time
 from collections.abc import Sequence
@@ -57,7 +58,7 @@ base_url = "https://riverside-imaging.example/u/"
 def run_demo(folder: Path, console: Console | None = None, *, extra_steps: Sequence[Sequence[str]] = ()) -> int:
     from mailer.cli.app import app
 
-    console = console or Console(highlight=False)
+    console = console or Console(highlight=False, width=None if sys.stdout.isatty() else 140)
     started = time.perf_counter()
     if folder.exists():
         shutil.rmtree(folder)
@@ -87,9 +88,16 @@ def run_demo(folder: Path, console: Console | None = None, *, extra_steps: Seque
                "--segment", str(ROOT / "segments/newsletter.toml"))
         for step in extra_steps:
             mailer(*step)
+        mailer("campaign", "submit", "1")
+        console.print("\n[dim]Four eyes (SEC-6): the marketer may not approve their own campaign:[/]")
+        mailer("campaign", "approve", "1", expect=3)
+        mailer("campaign", "approve", "1", who="compliance")
+        mailer("campaign", "check", "1", who="compliance")
         mailer("campaign", "send", "1")
         mailer("campaign", "create", "--name", "Bone density follow-up", "--template",
                str(ROOT / "templates/condition-targeted"), "--segment", str(ROOT / "segments/osteoporosis-followup.toml"))
+        mailer("campaign", "submit", "2")
+        mailer("campaign", "approve", "2", who="compliance")
         mailer("campaign", "freeze", "2")
         console.print("\n[dim]A patient's written revocation arrives after the audience was frozen (AUTH-7):[/]")
         mailer("authorizations", "revoke", "--contact", "3", "--scope", "condition-targeted-marketing", who="compliance")

@@ -12,11 +12,15 @@ from sqlalchemy import func, select
 from mailer import campaigns, sending
 from mailer.models import Delivery, LedgerEntry
 from tests.conftest import ROOT
+from tests.helpers_workflow import approve
 
 
 def _newsletter(rt, name: str = "Evening hours"):  # type: ignore[no-untyped-def]
-    return campaigns.create(rt, name=name, purpose="newsletter", template=ROOT / "templates/newsletter",
-                            segment=ROOT / "segments/newsletter.toml", author="marketer")
+    """Created by the marketer, approved by compliance: the path every real send takes."""
+    c = campaigns.create(rt, name=name, purpose="newsletter", template=ROOT / "templates/newsletter",
+                         segment=ROOT / "segments/newsletter.toml", author="marketer")
+    approve(rt, c.id)
+    return c
 
 
 async def test_one_rcpt_per_transaction_tls_first_and_a_ledger_row_each(sample_rt, sink) -> None:
