@@ -41,12 +41,14 @@ def _unb64(text: str) -> bytes:
 class Keyring:
     """Secrets for one installation. Never printed: repr shows key ids only."""
 
-    field_keys: dict[str, bytes]
+    # Secrets are repr=False too: tools that print dataclass fields one by one
+    # (hypothesis, debuggers) must not show them either.
+    field_keys: dict[str, bytes] = field(repr=False)
     active_key_id: str
-    lookup_key: bytes  # HMAC key for address lookups
-    ledger_key: bytes  # HMAC key that signs ledger entries
+    lookup_key: bytes = field(repr=False)  # HMAC key for address lookups
+    ledger_key: bytes = field(repr=False)  # HMAC key that signs ledger entries
     ledger_key_id: str = "L1"
-    dkim_private_pem: str | None = None
+    dkim_private_pem: str | None = field(default=None, repr=False)
     path: Path | None = None
     _aead: dict[str, AESGCM] = field(default_factory=dict, repr=False)
 

@@ -34,7 +34,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import Engine
+from sqlalchemy import Engine, select
 
 from mailer.compose import Composer, OutboundMessage
 from mailer.crypto import Keyring, new_token
@@ -46,7 +46,7 @@ from mailer.errors import (
     TransportError,
 )
 from mailer.ledger import SEND, SKIP, Event, Ledger
-from mailer.models import utcnow
+from mailer.models import Campaign, utcnow
 from mailer.ratelimit import RateLimiter
 from mailer.redact import scrub
 from mailer.store import deliveries as dq
@@ -239,6 +239,13 @@ class Sender:
                                auth_id, valid_until, end_rule))
         return items, skips
 
+    def _operator_stopped(self, plan: SendPlan) -> str | None:
+        """An operator's `campaign pause` or `cancel` stops a run already sending."""
+        t = Campaign.__table__  # type: ignore[attr-defined]
+        with self.engine.connect() as conn:
+            status = conn.execute(select(t.c.status).where(t.c.id == plan.campaign_id)).scalar()
+        return status if status in ("paused", "cancelled") else None
+
     def _read_and_prepare(self, plan: SendPlan, after: int, n: int,
                           statuses: Sequence[str]) -> tuple[int, list[_Item], list[dq.Outcome]]:
         """Read the next rows (no claim yet), check them and compose their messages."""
@@ -327,6 +334,10 @@ class Sender:
                         prod_wake.clear()
                         await prod_wake.wait()
                         continue
+                    halted = await asyncio.to_thread(self._operator_stopped, plan)
+                    if halted:  # composed-but-unclaimed rows simply stay pending
+                        pause(f"campaign {halted} by an operator", ())
+                        break
                     after, items, sk = await asyncio.to_thread(self._read_and_prepare, plan, after, chunk, statuses)
                     if not items and not sk:
                         break

@@ -203,7 +203,8 @@ async def send(rt: Runtime, campaign_id: int, *, transport: Any = None, actor: s
     finally:
         await transport.close()
     if summary.paused:
-        set_status(rt, campaign_id, "paused", summary.paused, actor=actor, rules=summary.paused_rules)
+        if get(rt, campaign_id).status not in ("paused", "cancelled"):  # else an operator already set it
+            set_status(rt, campaign_id, "paused", summary.paused, actor=actor, rules=summary.paused_rules)
     else:
         left = dq.counts(rt.engine, campaign_id, campaign.run)
         if not left.get(dq.PENDING) and not left.get(dq.CLAIMED):
