@@ -73,7 +73,7 @@ class SMTPSettings(_Section):
     tls: Literal["starttls", "implicit"] = "starttls"  # TLS-1: never plaintext
     ca_file: Path | None = None  # trust a private relay's CA; verification stays on (TLS-3)
     username: str = ""
-    password_env: str = "MAILER_SMTP_PASSWORD"
+    password_env: str = "MAILER_SMTP_PASSWORD"  # noqa: S105 - the variable's name, not a password
     local_hostname: str = "mailer.localdomain"
     connections: int = Field(default=4, ge=1, le=64)
     timeout: float = Field(default=30.0, gt=0)
@@ -103,12 +103,14 @@ class LimitSettings(_Section):
     claim_batch: int = Field(default=32, ge=1, le=1000)  # the in-flight window
 
 
+FieldKind = Literal["list", "date", "text"]
+_DEFAULT_CLINICAL: dict[str, FieldKind] = {"conditions": "list", "procedures": "list", "last_exam_date": "date"}
+
+
 class FieldSettings(_Section):
     """Which contact columns are PHI (clinical) and how they are typed."""
 
-    clinical: dict[str, Literal["list", "date", "text"]] = Field(
-        default_factory=lambda: {"conditions": "list", "procedures": "list", "last_exam_date": "date"}
-    )
+    clinical: dict[str, FieldKind] = Field(default_factory=lambda: dict(_DEFAULT_CLINICAL))
     list_separator: str = ";"
 
 

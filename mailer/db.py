@@ -32,7 +32,7 @@ def make_engine(url: str, **kwargs: Any) -> Engine:
     try:
         parsed = make_url(url)
     except Exception:  # noqa: BLE001 - SQLAlchemy raises several types here
-        raise ConfigError(f"setting 'database.url' is not a database URL", hint="e.g. sqlite:///mailer.db") from None
+        raise ConfigError("setting 'database.url' is not a database URL", hint="e.g. sqlite:///mailer.db") from None
     if parsed.get_backend_name() == "sqlite":
         if parsed.database and parsed.database != ":memory:":
             Path(parsed.database).parent.mkdir(parents=True, exist_ok=True)

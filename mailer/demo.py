@@ -7,8 +7,8 @@ the spot and trusted only by this run. Sample data is synthetic (example.* domai
 from __future__ import annotations
 
 import shlex
-import sys
 import shutil
+import sys
 import time
 from collections.abc import Sequence
 from pathlib import Path

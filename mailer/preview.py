@@ -10,7 +10,7 @@ from mailer.config import Settings
 from mailer.templates import CompiledTemplate, compile_template
 
 SYNTHETIC_CONTACT = {"first_name": "Sample", "preferred_name": "", "language": "en"}
-SAMPLE_TOKEN = "SAMPLE-TOKEN-not-a-real-recipient"
+SAMPLE_TOKEN = "SAMPLE-TOKEN-not-a-real-recipient"  # noqa: S105 - a placeholder, not a secret
 
 
 @dataclass(frozen=True)
