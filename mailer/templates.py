@@ -22,16 +22,8 @@ from jinja2.exceptions import SecurityError, UndefinedError
 from jinja2.sandbox import SandboxedEnvironment
 
 from mailer.errors import TemplateError
-
-PURPOSES = (
-    "newsletter",
-    "service-announcement",
-    "health-education",
-    "appointment-reminder",
-    "condition-targeted-marketing",
-    "third-party-marketing",
-)
-MARKETING_PURPOSES = ("condition-targeted-marketing", "third-party-marketing")
+from mailer.purposes import MARKETING_PURPOSES as MARKETING_PURPOSES
+from mailer.purposes import PURPOSES as PURPOSES
 
 TEMPLATE_FILES = ("template.toml", "body.html.j2", "body.txt.j2")
 _META_KEYS = {"subject", "preheader", "from_name", "purpose", "advertisement_notice", "sponsor", "waivers", "description"}

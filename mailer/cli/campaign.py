@@ -148,7 +148,7 @@ def schedule(
 @campaign_app.command("pause")
 def pause(ctx: typer.Context, campaign_id: CampaignId,
           reason: Annotated[str, typer.Option(help="Why (no PHI).")] = "") -> None:
-    """Stop scheduled runs (the job is removed until resume)."""
+    """Stop scheduled runs and a run already sending (the rest stays pending until resume)."""
     from mailer import scheduler
 
     scheduler.pause(runtime(ctx), campaign_id, actor=actor(ctx), reason=reason)

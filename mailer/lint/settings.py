@@ -9,6 +9,10 @@ from functools import lru_cache
 from types import MappingProxyType
 from typing import Any
 
+from mailer.purposes import MARKETING_PURPOSES as MARKETING_PURPOSES
+from mailer.purposes import PURPOSES as _PURPOSES
+from mailer.purposes import TRANSACTIONAL_PURPOSES as TRANSACTIONAL_PURPOSES
+
 # PHI-1: the whole rendering context. Anything else is an error at compile time.
 ALLOWED_CONTEXT: Mapping[str, frozenset[str]] = MappingProxyType(
     {
@@ -19,20 +23,7 @@ ALLOWED_CONTEXT: Mapping[str, frozenset[str]] = MappingProxyType(
     }
 )
 
-PURPOSES = frozenset(
-    {
-        "newsletter",
-        "service-announcement",
-        "health-education",
-        "appointment-reminder",
-        "condition-targeted-marketing",
-        "third-party-marketing",
-    }
-)
-# SPAM-3 / MKT-1: always marketing, so always labelled as advertisements.
-MARKETING_PURPOSES = frozenset({"condition-targeted-marketing", "third-party-marketing"})
-# SPAM-0 / DIS-2: everything but a transactional reminder may be commercial.
-TRANSACTIONAL_PURPOSES = frozenset({"appointment-reminder"})
+PURPOSES = frozenset(_PURPOSES)
 
 # Field names that are clinical whatever the config says (SEG-1's list, plus imaging words).
 CLINICAL_WORDS: tuple[str, ...] = (
