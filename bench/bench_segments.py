@@ -26,7 +26,7 @@ from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
 OUT = ROOT / "bench-out"
-GENERATOR = 1  # bump when the generated data changes, so cached databases are rebuilt
+GENERATOR = 2  # bump when the generated data changes, so cached databases are rebuilt
 AT = datetime(2026, 11, 28, 12, 0)
 SEGMENTS = {"condition": "osteoporosis-followup", "non-PHI": "newsletter"}
 BATCH = 10_000
@@ -89,6 +89,7 @@ def build(n: int) -> float | None:
     from mailer.crypto import Keyring
     from mailer.db import make_engine, migrate
     from mailer.models import Authorization, Contact, Suppression
+    from mailer.store.auth_records import encrypt_record
 
     db, keys = _paths(n)
     if db.exists() and keys.exists():
@@ -109,9 +110,9 @@ def build(n: int) -> float | None:
             with engine.begin() as conn:
                 conn.execute(insert(contacts), rows)  # executemany; ids are 1..n in order
                 ids = range(start + 1, start + len(rows) + 1)
-                conn.execute(insert(auths), [{**AUTHORIZATION, "contact_id": i, "created_at": AT.replace(year=2026, month=3),
-                                              "updated_at": AT.replace(year=2026, month=3)}
-                                             for i in ids if i % AUTHORIZED_EVERY == 0])
+                conn.execute(insert(auths), [encrypt_record(keyring, {
+                    **AUTHORIZATION, "contact_id": i, "created_at": AT.replace(year=2026, month=3),
+                    "updated_at": AT.replace(year=2026, month=3)}) for i in ids if i % AUTHORIZED_EVERY == 0])
                 conn.execute(insert(supps), [{"email_hash": r["email_hash"], "reason": "unsubscribe", "at": AT}
                                              for i, r in zip(ids, rows, strict=True) if i % SUPPRESSED_EVERY == 7])
         with engine.connect() as conn:

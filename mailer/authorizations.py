@@ -26,6 +26,7 @@ __all__ = [
     "RETENTION_YEARS",
     "SCOPES",
     "AuthorizationLike",
+    "RetentionLike",
     "Status",
     "Validity",
     "best_validity",
@@ -67,7 +68,9 @@ RETENTION_YEARS = 6  # AUTH-9: 164.508(b)(6), 164.530(j)(2)
 
 
 class AuthorizationLike(Protocol):
-    """The attributes of `mailer.models.Authorization` that validity depends on."""
+    """The attributes validity depends on: a decrypted record
+    (`mailer.store.auth_records.AuthorizationRecord`), never a stored row, whose text
+    elements are ciphertext (SEC-4)."""
 
     @property
     def id(self) -> int | None: ...
@@ -117,6 +120,22 @@ class AuthorizationLike(Protocol):
     def remuneration_statement(self) -> bool: ...
     @property
     def third_party(self) -> str | None: ...
+    @property
+    def revoked_at(self) -> datetime | None: ...
+    @property
+    def created_at(self) -> datetime: ...
+
+
+class RetentionLike(Protocol):
+    """What AUTH-9 retention depends on: ids and dates only, never the text elements, so a
+    purge decides without decrypting anything (minimum necessary)."""
+
+    @property
+    def id(self) -> int | None: ...
+    @property
+    def expires_at(self) -> datetime | None: ...
+    @property
+    def expiration_event_occurred_at(self) -> datetime | None: ...
     @property
     def revoked_at(self) -> datetime | None: ...
     @property
@@ -337,7 +356,7 @@ def _add_years(moment: datetime, years: int) -> datetime:
         return moment.replace(year=moment.year + years, month=3, day=1)
 
 
-def retention_until(auth: AuthorizationLike) -> datetime:
+def retention_until(auth: RetentionLike) -> datetime:
     """End of the AUTH-9 retention period: 6 years from creation or from the date the
     authorization was last in effect, whichever is later.
 
@@ -356,7 +375,7 @@ def retention_until(auth: AuthorizationLike) -> datetime:
     return _add_years(max(auth.created_at, last_effective), RETENTION_YEARS)
 
 
-def check_purge(auth: AuthorizationLike, at: datetime) -> None:
+def check_purge(auth: RetentionLike, at: datetime) -> None:
     """Refuse (AUTH-9, exit 3) to purge an authorization inside its retention period."""
     if at < retention_until(auth):
         ids = (auth.id,) if auth.id is not None else ()

@@ -35,18 +35,22 @@ class Contact(SQLModel, table=True):
 
 
 class Authorization(SQLModel, table=True):
-    """A written HIPAA authorization (45 CFR 164.508): one per contact and scope."""
+    """A written HIPAA authorization (45 CFR 164.508): one per contact and scope.
+
+    The free-text 164.508(c) elements (information described, discloser, recipients,
+    purpose, expiration event, representative's authority, third party) are one AES-GCM
+    JSON blob, `elements_enc` (SEC-4); see `store.auth_records` for its associated data.
+    What SQL and the gate read without decrypting stays in clear: ids, scope, flags,
+    dates, the document hash and who signed (patient or representative).
+    """
 
     id: int | None = Field(default=None, primary_key=True)
     contact_id: int = Field(foreign_key="contact.id", index=True)
     scope: str = Field(max_length=64, index=True)  # condition-targeted-marketing, ...
-    # 164.508(c)(1) core elements (AUTH-1)
-    information_description: str = Field(default="", sa_column=Column(Text, nullable=False))
-    discloser: str = Field(default="", max_length=256)
-    recipients: str = Field(default="", max_length=512)
-    purpose: str = Field(default="", max_length=512)
+    # 164.508(c)(1) core elements (AUTH-1), (c)(1)(vi) authority, third party: encrypted JSON
+    elements_enc: bytes = Field(sa_column=Column(LargeBinary, nullable=False))
+    key_id: str = Field(max_length=32, index=True)  # key that encrypted this row
     expires_at: NaiveDatetime | None = None
-    expiration_event: str | None = Field(default=None, max_length=256)  # "none" is AUTH-4
     expiration_event_occurred_at: NaiveDatetime | None = None
     signed_at: NaiveDatetime | None = None
     signature_present: bool = False
@@ -59,7 +63,6 @@ class Authorization(SQLModel, table=True):
     copy_provided: bool = False
     # who signed (AUTH-8)
     signer: str = Field(default="patient", max_length=32)  # patient | representative
-    representative_authority: str | None = Field(default=None, max_length=512)
     # defects (AUTH-5)
     compound: bool = False
     treatment_conditioned: bool = False
@@ -67,7 +70,6 @@ class Authorization(SQLModel, table=True):
     # remuneration (MKT-3, MKT-6, SEG-5)
     remuneration: bool = False
     remuneration_statement: bool = False
-    third_party: str | None = Field(default=None, max_length=256)
     document_sha256: str = Field(default="", max_length=64)
     revoked_at: NaiveDatetime | None = None  # when the written revocation was received (AUTH-7)
     created_at: NaiveDatetime = Field(default_factory=utcnow)

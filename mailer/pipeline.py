@@ -177,7 +177,10 @@ class Sender:
         """The checks at send time, then render and compose. Pure CPU plus three reads."""
         rows = contacts_by_id(self.engine, (c.contact_id for c in batch))
         suppressed = suppressed_among(self.engine, (r.email_hash for r in rows.values()))
-        auths = authorizations_for(self.engine, rows, plan.scope) if plan.scope else {}
+        # SEG-3 re-check: only the scope's records of recipients not suppressed are decrypted.
+        auths = (authorizations_for(self.engine, self.keyring,
+                                    [i for i, r in rows.items() if r.email_hash not in suppressed], plan.scope)
+                 if plan.scope and self.auth_check is not None else {})
         items: list[_Item] = []
         skips: list[dq.Outcome] = []
         t = plan.template

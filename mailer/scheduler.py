@@ -263,7 +263,9 @@ def log_carry_over(rt: Runtime, campaign: Campaign, run: int, *, at: datetime | 
     suppressed = suppressed_among(rt.engine, (r.email_hash for r in rows.values()))
     plan = plan_segment(load_segment(Path(campaign.segment), rt.settings.fields))
     scope = plan.segment.scope if plan.requires_authorization else None
-    auths = authorizations_for(rt.engine, gone, scope) if scope else {}
+    # Decrypted only for the scope, and not for those already explained by an opt-out.
+    judged = [c for c in gone if c in rows and rows[c].email_hash not in suppressed]
+    auths = authorizations_for(rt.engine, rt.keyring, judged, scope) if scope else {}
     events = []
     for contact_id in gone:
         row = rows.get(contact_id)

@@ -29,7 +29,7 @@ from mailer.models import Authorization, Campaign, Contact, Delivery, LedgerEntr
 from mailer.runtime import Runtime
 from mailer.segments import Evaluator, SegmentPlan, load_segment, parse_segment, plan_segment
 from mailer.store import audience
-from mailer.store.auth_records import revoke
+from mailer.store.auth_records import encrypt_record, revoke
 from mailer.store.contacts import contact_id_for, encrypt_contact
 from mailer.store.suppressions import suppress
 from tests.conftest import ROOT
@@ -76,7 +76,8 @@ def grant(rt: Runtime, contact_id: int, **overrides: Any) -> int:
     now = datetime(2026, 3, 1)
     with writing(rt.engine) as conn:
         return int(conn.execute(insert(Authorization.__table__).values(  # type: ignore[attr-defined]
-            contact_id=contact_id, created_at=now, updated_at=now, **{**COMPLETE, **overrides})).inserted_primary_key[0])
+            **encrypt_record(rt.keyring, {"contact_id": contact_id, "created_at": now, "updated_at": now,
+                                          **COMPLETE, **overrides}))).inserted_primary_key[0])
 
 
 def run(rt: Runtime, plan: SegmentPlan, at: datetime = AT, *, page: int = audience.PAGE) -> tuple[list[tuple[int, int | None]], Any]:
@@ -87,7 +88,8 @@ def run(rt: Runtime, plan: SegmentPlan, at: datetime = AT, *, page: int = audien
 
 @contextmanager
 def decryptions(rt: Runtime) -> Iterator[Counter[str]]:
-    """Counts every decryption by AAD kind ('phi', 'email', 'identity') and contact hash."""
+    """Counts every decryption by AAD kind ('phi', 'email', 'identity'; 'elements' for an
+    authorization record) and contact hash (or, for a record, its identity)."""
     seen: Counter[str] = Counter()
     original = rt.keyring.decrypt
 
@@ -189,6 +191,7 @@ def test_only_authorized_contacts_are_decrypted_and_only_their_clinical_fields(s
     assert decrypted == allowed
     assert all(dec[k] == 1 for k in decrypted)
     assert dec["email"] == dec["identity"] == 0
+    assert dec["elements"] == 7  # each authorization record (SEC-4) decrypted once to judge it
 
 
 @pytest.mark.parametrize("name", ["newsletter", "service-announcement"])
@@ -240,7 +243,8 @@ def test_item2_revocation_at_evaluation_time(rt: Runtime) -> None:
         with decryptions(rt) as dec:
             got, counts = run(rt, plan, at)
         assert got == [] and counts.excluded_no_authorization["revoked"] == 1
-        assert not dec  # nobody left to decrypt
+        # no contact field of anybody left to decrypt; the revoked record itself is read to judge it
+        assert {k for k in dec if not k.startswith("elements")} == set() and dec["elements"] == 1
 
 
 # --------------------------------------------------------------------------- freezing
@@ -295,7 +299,7 @@ def _bulk_contacts(rt: Runtime, n: int, *, start: int = 0, authorized_every: int
         conn.execute(insert(contacts), rows)
         ids = conn.execute(select(contacts.c.id).where(contacts.c.id > 0).order_by(contacts.c.id)).scalars().all()
         conn.execute(insert(Authorization.__table__), [  # type: ignore[attr-defined]
-            {**COMPLETE, "contact_id": i, "created_at": now, "updated_at": now}
+            encrypt_record(rt.keyring, {**COMPLETE, "contact_id": i, "created_at": now, "updated_at": now})
             for i in ids[start::authorized_every]])
 
 

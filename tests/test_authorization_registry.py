@@ -57,18 +57,18 @@ def reg(runtime_factory: Any) -> Any:
 
 
 def record(rt: Any, auth_id: int, contact_id: int = 1) -> Any:
-    return next(r for r in authorizations_for(rt.engine, [contact_id])[contact_id] if r.id == auth_id)
+    return next(r for r in authorizations_for(rt.engine, rt.keyring, [contact_id])[contact_id] if r.id == auth_id)
 
 
 def status_at(rt: Any, contact_id: int, at: T) -> tuple[str, tuple[str, ...]]:
-    (row,) = list(list_authorizations(rt.engine, at=at, contact_id=contact_id))
+    (row,) = list(list_authorizations(rt.engine, rt.keyring, at=at, contact_id=contact_id))
     return row.status, row.rules
 
 
 # -- §8 item 1: expiry between scheduling and sending ------------------------------------
 
 def test_item1_expiry_on_jul_1_blocks_later_sends(reg: Any) -> None:
-    grant(reg.engine, reg.ledger, contact_id=1, fields=complete(expires_at=T(2026, 7, 1)))
+    grant(reg.engine, reg.keyring, reg.ledger, contact_id=1, fields=complete(expires_at=T(2026, 7, 1)))
     assert status_at(reg, 1, T(2026, 6, 30, 9))[0] == "valid"
     assert status_at(reg, 1, T(2026, 6, 30, 23, 59, 59))[0] == "valid"
     for send in (T(2026, 7, 1), T(2026, 7, 1, 8), T(2026, 7, 2, 9)):
@@ -78,7 +78,7 @@ def test_item1_expiry_on_jul_1_blocks_later_sends(reg: Any) -> None:
 # -- §8 item 2: revocation received between two sends --------------------------------------
 
 def test_item2_revocation_tuesday_10_blocks_the_11_oclock_send(reg: Any) -> None:
-    grant(reg.engine, reg.ledger, contact_id=1, fields=complete())
+    grant(reg.engine, reg.keyring, reg.ledger, contact_id=1, fields=complete())
     monday, tue_10, tue_11 = T(2026, 11, 2, 9), T(2026, 11, 3, 10), T(2026, 11, 3, 11)
     assert revoke(reg.engine, reg.ledger, contact_id=1, scope=SCOPE, at=tue_10)
     assert status_at(reg, 1, monday)[0] == "valid"  # Monday's message relied on it
@@ -86,7 +86,7 @@ def test_item2_revocation_tuesday_10_blocks_the_11_oclock_send(reg: Any) -> None
 
 
 def test_an_earlier_receipt_of_the_revocation_wins(reg: Any) -> None:
-    aid = grant(reg.engine, reg.ledger, contact_id=1, fields=complete())
+    aid = grant(reg.engine, reg.keyring, reg.ledger, contact_id=1, fields=complete())
     revoke(reg.engine, reg.ledger, contact_id=1, scope=SCOPE, at=T(2026, 11, 5))
     revoke(reg.engine, reg.ledger, contact_id=1, scope=SCOPE, at=T(2026, 11, 3))
     assert record(reg, aid).revoked_at == T(2026, 11, 3)
@@ -126,12 +126,12 @@ def test_item3_expiry_event_and_expiration_none(reg: Any, tmp_path: Path) -> Non
     ({"signer": "representative"}, "incomplete", "AUTH-8"),
 ], ids=["no-redisclosure-statement", "embedded-in-treatment-consent", "parent-without-authority"])
 def test_item4_defects(reg: Any, over: dict[str, Any], status: str, rule: str) -> None:
-    grant(reg.engine, reg.ledger, contact_id=1, fields=complete(**over))
+    grant(reg.engine, reg.keyring, reg.ledger, contact_id=1, fields=complete(**over))
     assert status_at(reg, 1, T(2026, 11, 28)) == (status, (rule,))
 
 
 def test_item4_a_representative_with_authority_is_fine(reg: Any) -> None:
-    grant(reg.engine, reg.ledger, contact_id=1, fields=complete(signer="representative",
+    grant(reg.engine, reg.keyring, reg.ledger, contact_id=1, fields=complete(signer="representative",
                                                                 representative_authority="parent of a minor"))
     assert status_at(reg, 1, T(2026, 11, 28))[0] == "valid"
 
@@ -139,10 +139,10 @@ def test_item4_a_representative_with_authority_is_fine(reg: Any) -> None:
 # -- §8 item 5: paid campaign without a remuneration statement ---------------------------------
 
 def test_item5_sponsor_pays_but_no_remuneration_statement(reg: Any) -> None:
-    aid = grant(reg.engine, reg.ledger, contact_id=1, fields=complete(third_party="Acme Pharma"))
+    aid = grant(reg.engine, reg.keyring, reg.ledger, contact_id=1, fields=complete(third_party="Acme Pharma"))
     v = is_valid(record(reg, aid), SCOPE, T(2026, 11, 28), third_party="Acme Pharma")
     assert v.status == "third-party" and v.rules == ("MKT-6",)
-    ok = grant(reg.engine, reg.ledger, contact_id=2, fields=complete(
+    ok = grant(reg.engine, reg.keyring, reg.ledger, contact_id=2, fields=complete(
         third_party="Acme Pharma", remuneration=True, remuneration_statement=True))
     assert is_valid(record(reg, ok, 2), SCOPE, T(2026, 11, 28), third_party="Acme Pharma").valid
 
@@ -150,7 +150,7 @@ def test_item5_sponsor_pays_but_no_remuneration_statement(reg: Any) -> None:
 # -- §8 item 24: retention ---------------------------------------------------------------------
 
 def test_item24_purge_refused_before_2031_03_01(reg: Any) -> None:
-    aid = grant(reg.engine, reg.ledger, contact_id=1, fields=complete(signed_at=T(2024, 1, 10), expires_at=T(2027, 1, 1)),
+    aid = grant(reg.engine, reg.keyring, reg.ledger, contact_id=1, fields=complete(signed_at=T(2024, 1, 10), expires_at=T(2027, 1, 1)),
                 now=T(2024, 1, 10))
     revoke(reg.engine, reg.ledger, contact_id=1, scope=SCOPE, at=T(2025, 3, 1))
     for at in (T(2026, 11, 28), T(2031, 2, 28, 23, 59, 59)):
@@ -159,18 +159,18 @@ def test_item24_purge_refused_before_2031_03_01(reg: Any) -> None:
         assert exc.value.exit_code == 3 and exc.value.rules == ("AUTH-9",)
         assert record(reg, aid) is not None
     assert purge(reg.engine, reg.ledger, contact_id=1, at=T(2031, 3, 1)) == [aid]
-    assert authorizations_for(reg.engine, [1]) == {}
+    assert authorizations_for(reg.engine, reg.keyring, [1]) == {}
     outcomes = [e.outcome for e in reg.ledger.rows() if e.kind == AUTHORIZATION]
     assert outcomes == ["granted", "revoked", "purge-refused", "purge-refused", "purged"]
     assert reg.ledger.verify().ok
 
 
 def test_a_purge_is_all_or_nothing(reg: Any) -> None:
-    grant(reg.engine, reg.ledger, contact_id=1, fields=complete(expires_at=T(2019, 1, 1)), now=T(2018, 1, 1))
-    grant(reg.engine, reg.ledger, contact_id=1, fields=complete(scope="testimonial"), now=T(2026, 1, 1))
+    grant(reg.engine, reg.keyring, reg.ledger, contact_id=1, fields=complete(expires_at=T(2019, 1, 1)), now=T(2018, 1, 1))
+    grant(reg.engine, reg.keyring, reg.ledger, contact_id=1, fields=complete(scope="testimonial"), now=T(2026, 1, 1))
     with pytest.raises(RetentionRefusal):
         purge(reg.engine, reg.ledger, contact_id=1, at=T(2026, 11, 28))
-    assert len(authorizations_for(reg.engine, [1])[1]) == 2
+    assert len(authorizations_for(reg.engine, reg.keyring, [1])[1]) == 2
     assert len(purge(reg.engine, reg.ledger, contact_id=1, scope=SCOPE, at=T(2026, 11, 28))) == 1
 
 
@@ -184,7 +184,7 @@ minutes = st.integers(min_value=-3 * 24 * 60, max_value=3 * 24 * 60)
 def test_valid_exactly_before_expiry_and_before_revocation(reg: Any, exp: int, rev: int | None, probe: int) -> None:
     base = T(2026, 7, 1)
     expires = base + dt.timedelta(minutes=exp)
-    aid = grant(reg.engine, reg.ledger, contact_id=1, fields=complete(expires_at=expires, signed_at=T(2026, 1, 1)))
+    aid = grant(reg.engine, reg.keyring, reg.ledger, contact_id=1, fields=complete(expires_at=expires, signed_at=T(2026, 1, 1)))
     revoked = None if rev is None else base + dt.timedelta(minutes=rev)
     if revoked is not None:
         revoke(reg.engine, reg.ledger, contact_id=1, scope=SCOPE, at=revoked)
@@ -240,12 +240,12 @@ def test_bad_authorization_rows_are_named_by_line_and_nothing_is_written(reg: An
         import_authorizations(reg.engine, reg.keyring, reg.ledger, f)
     assert [(p.line, p.field) for p in exc.value.problems] == [
         (3, "email"), (4, "email"), (5, "expires_at"), (6, "document_sha256")]
-    assert authorizations_for(reg.engine, [1, 2, 4]) == {}
+    assert authorizations_for(reg.engine, reg.keyring, [1, 2, 4]) == {}
 
 
 def test_grant_rejects_an_unknown_scope(reg: Any) -> None:
     with pytest.raises(InputError):
-        grant(reg.engine, reg.ledger, contact_id=1, fields=complete(scope="everything"))
+        grant(reg.engine, reg.keyring, reg.ledger, contact_id=1, fields=complete(scope="everything"))
 
 
 # -- CLI ---------------------------------------------------------------------------------------

@@ -23,7 +23,7 @@ from mailer.authorizations import (
     retention_until,
 )
 from mailer.errors import EXIT_REFUSED, ComplianceRefusal, RetentionRefusal, exit_code
-from mailer.models import Authorization
+from mailer.store.auth_records import AuthorizationRecord
 
 SCOPE = "condition-targeted-marketing"
 
@@ -49,9 +49,9 @@ COMPLETE: dict[str, Any] = {
 }
 
 
-def auth(**overrides: Any) -> Authorization:
-    """A complete, valid authorization, with the given fields changed."""
-    return Authorization(**{**COMPLETE, **overrides})
+def auth(**overrides: Any) -> AuthorizationRecord:
+    """A complete, valid authorization (as the store decrypts it), with the given fields changed."""
+    return AuthorizationRecord(**{**COMPLETE, **overrides})
 
 
 AT = datetime(2025, 6, 1, 12, 0)

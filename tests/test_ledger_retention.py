@@ -14,6 +14,7 @@ from mailer.errors import RetentionRefusal
 from mailer.ledger import AUTHORIZATION, Event
 from mailer.models import Authorization, Contact
 from mailer.retention import add_years, latest_cutoff, plan_purge, purge
+from mailer.store.auth_records import encrypt_record
 
 NOW = datetime(2026, 11, 28, 12, 0)
 
@@ -105,9 +106,10 @@ def _authorization(rt: Any, created: datetime, revoked: datetime | None) -> int:
         cid = conn.execute(insert(Contact.__table__).values(
             email_hash="e" * 64, email_enc=b"x", identity_enc=b"x", key_id="k1", language="en",
             newsletter_opt_in=False, created_at=created, updated_at=created)).inserted_primary_key[0]
-        auth = Authorization(contact_id=cid, scope="condition-targeted-marketing", created_at=created,
-                             updated_at=created, signed_at=created, revoked_at=revoked)
-        return conn.execute(insert(Authorization.__table__).values(**auth.model_dump(exclude={"id"}))).inserted_primary_key[0]
+        auth = encrypt_record(rt.keyring, {"contact_id": cid, "scope": "condition-targeted-marketing",
+                                           "created_at": created, "updated_at": created, "signed_at": created,
+                                           "revoked_at": revoked})
+        return conn.execute(insert(Authorization.__table__).values(**auth)).inserted_primary_key[0]
 
 
 def test_authorization_entries_are_kept_six_years_after_the_last_effective_date(runtime_factory: Any) -> None:

@@ -1,4 +1,5 @@
-"""SEC-4: the SQLite file (and its WAL) holds no clear-text address, name or clinical value."""
+"""SEC-4: the SQLite file (and its WAL) holds no clear-text address, name, clinical value or
+authorization text."""
 
 from __future__ import annotations
 
@@ -10,7 +11,7 @@ from typing import Any
 
 import pytest
 
-from mailer.store.auth_records import import_authorizations, revoke
+from mailer.store.auth_records import ELEMENT_FIELDS, import_authorizations, revoke
 from mailer.store.contacts import import_contacts
 from mailer.store.rotation import rotate
 from tests.conftest import ROOT
@@ -18,8 +19,9 @@ from tests.conftest import ROOT
 CLINICAL = {"conditions": "list", "procedures": "list", "last_exam_date": "date"}
 
 def sample_values(min_len: int = 5) -> set[str]:
-    """Every address, local part, name and clinical value of the sample file (long enough that
-    a chance match in ciphertext is out of the question)."""
+    """Every address, local part, name and clinical value of the sample contacts, and every
+    text element of the sample authorizations (long enough that a chance match in
+    ciphertext is out of the question)."""
     values: set[str] = set()
     with (ROOT / "examples/contacts.csv").open(newline="") as fh:
         for row in csv.DictReader(fh):
@@ -27,6 +29,9 @@ def sample_values(min_len: int = 5) -> set[str]:
             values |= {row[k] for k in ("first_name", "last_name", "preferred_name", "last_exam_date")}
             for col in ("conditions", "procedures"):
                 values |= {v.strip() for v in row[col].split(";")}
+    with (ROOT / "examples/authorizations.csv").open(newline="") as fh:
+        for row in csv.DictReader(fh):
+            values |= {row[k] for k in ELEMENT_FIELDS if row[k]}
     # an all-hex value could match a hash by chance; none of the sample's is
     return {v for v in values if len(v) >= min_len and not re.fullmatch("[0-9a-f-]+", v.lower())}
 
@@ -46,6 +51,7 @@ def test_no_clear_text_phi_in_the_sqlite_file_or_its_wal(runtime_factory: Any, d
     rotate(rt.engine, rt.keyring, rt.ledger, batch=16)
     values = sample_values()
     assert len(values) > 100 and "osteoporosis" in values and "kenji.evans1@example.com" in values
+    assert "Tailored information about bone-density screening" in values
     files = [p for p in (db, Path(f"{db}-wal"), Path(f"{db}-shm")) if p.exists()]
     assert Path(f"{db}-wal").exists(), "the WAL should still hold recent pages while the engine is open"
     for p in files:

@@ -28,7 +28,6 @@ from sqlalchemy import (
 from mailer.authorizations import SCOPES, Status
 from mailer.config import FieldSettings
 from mailer.errors import EXIT_REFUSED, ComplianceRefusal, exit_code
-from mailer.models import Authorization
 from mailer.segments import (
     EXCLUSION_REASONS,
     AllOf,
@@ -46,12 +45,14 @@ from mailer.segments import (
     plan_segment,
     to_sql,
 )
+from mailer.store.auth_records import AuthorizationRecord
 
 FIELDS = FieldSettings()
 AT = datetime(2025, 7, 1, 12, 0)
 SCOPE = "condition-targeted-marketing"
 
 COMPLETE: dict[str, Any] = {
+    "id": None,
     "contact_id": 1,
     "scope": SCOPE,
     "information_description": "conditions, procedures and last exam date",
@@ -70,8 +71,8 @@ COMPLETE: dict[str, Any] = {
 }
 
 
-def auth(**overrides: Any) -> Authorization:
-    return Authorization(**{**COMPLETE, **overrides})
+def auth(**overrides: Any) -> AuthorizationRecord:
+    return AuthorizationRecord(**{**COMPLETE, **overrides})
 
 
 def segment(
@@ -585,7 +586,7 @@ OPTED = {"newsletter_opt_in": True, "language": "en", "created_at": datetime(202
     ],
 )
 def test_decide_order(
-    values: dict[str, Any], auths: list[Authorization], suppressed: bool, reason: str, decrypts: int
+    values: dict[str, Any], auths: list[AuthorizationRecord], suppressed: bool, reason: str, decrypts: int
 ) -> None:
     ev = Evaluator(OST_PLAN, AT)
     decrypt = Decrypt({"conditions": ["osteoporosis"]})
@@ -728,7 +729,7 @@ class AuthSpec:
     paid: bool
     sponsor: str | None
 
-    def build(self, at: datetime, ident: int) -> Authorization:
+    def build(self, at: datetime, ident: int) -> AuthorizationRecord:
         fields: dict[str, Any] = {
             "id": ident,
             "scope": self.scope,

@@ -132,8 +132,8 @@ def grant_cmd(
     }
     rt = runtime(ctx)
     cid = resolve_contact(ctx, contact)
-    new_id = grant(rt.engine, rt.ledger, contact_id=cid, fields=fields, actor=actor(ctx))
-    rec = next(r for r in authorizations_for(rt.engine, [cid])[cid] if r.id == new_id)
+    new_id = grant(rt.engine, rt.keyring, rt.ledger, contact_id=cid, fields=fields, actor=actor(ctx))
+    rec = next(r for r in authorizations_for(rt.engine, rt.keyring, [cid], scope)[cid] if r.id == new_id)
     v = is_valid(rec, scope, utcnow())
     if fmt == "json":
         print_json({"id": new_id, "contact_id": cid, "scope": scope, **v.as_dict()})
@@ -187,7 +187,7 @@ def list_cmd(
     when = _time(at, "--at") or utcnow()
     cid = resolve_contact(ctx, contact) if contact else None
     within = parse_duration(expiring_within) if expiring_within else None
-    rows = list_authorizations(rt.engine, at=when, contact_id=cid, scope=scope, expiring_within=within)
+    rows = list_authorizations(rt.engine, rt.keyring, at=when, contact_id=cid, scope=scope, expiring_within=within)
     if fmt == "json":
         print_json({"at": when.isoformat(), "authorizations": [r.as_dict() for r in rows]})
         return

@@ -22,12 +22,14 @@ def rotate_cmd(ctx: typer.Context) -> None:
     from sqlalchemy import func, select
 
     from mailer.cli.contacts import progress_bar
-    from mailer.models import Contact
+    from mailer.models import Authorization, Contact
     from mailer.store.rotation import rotate
 
     rt = runtime(ctx)
     with rt.engine.connect() as conn:
-        total = conn.execute(select(func.count()).select_from(Contact.__table__)).scalar()  # type: ignore[attr-defined]
+        total = 0
+        for table in (Contact.__table__, Authorization.__table__):  # type: ignore[attr-defined]
+            total += conn.execute(select(func.count()).select_from(table)).scalar() or 0
     done = 0
 
     with progress_bar("re-encrypting", total) as advance:
@@ -48,7 +50,7 @@ def status_cmd(
     ctx: typer.Context,
     fmt: Annotated[str, typer.Option("--format", help="text or json.")] = "text",
 ) -> None:
-    """Active key, the key file's key ids, contact rows per key id, last rotation."""
+    """Active key, the key file's key ids, contact and authorization rows per key id, last rotation."""
     from mailer.store.rotation import key_status
 
     rt = runtime(ctx)
@@ -57,12 +59,14 @@ def status_cmd(
         print_json(st)
         return
     out.print(f"active key {st['active_key_id']}; key file holds {', '.join(st['key_ids'])}", markup=False)
-    for kid, n in st["contacts_per_key"].items():
+    for kid in sorted({*st["contacts_per_key"], *st["authorizations_per_key"]}):
         mark = " (MISSING from the key file)" if kid in st["missing_keys"] else ""
-        out.print(f"  {kid}: {n} contact row(s){mark}", markup=False)
+        out.print(f"  {kid}: {st['contacts_per_key'].get(kid, 0)} contact row(s), "
+                  f"{st['authorizations_per_key'].get(kid, 0)} authorization row(s){mark}", markup=False)
     last = st["last_rotation"]
     if last:
-        state = "done" if last["done"] else f"UNFINISHED after contact {last['last_contact_id']}; run `mailer keys rotate` to resume"
+        state = "done" if last["done"] else (f"UNFINISHED after contact {last['last_contact_id']}, authorization "
+                                             f"{last['last_authorization_id']}; run `mailer keys rotate` to resume")
         out.print(f"last rotation {last['id']}: {last['from']} -> {last['to']}, {state}", markup=False)
 
 

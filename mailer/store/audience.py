@@ -10,7 +10,9 @@ Per page of contacts (`id > last id`, the plan's SQL filter, `ORDER BY id LIMIT 
    no identity or clinical ciphertext) and the suppression looked up by a LEFT JOIN;
 2. one query for the authorizations of exactly those contacts (a join on the same id
    range and SQL filter, so no bind-parameter list whatever the page size), only when
-   the plan relies on authorizations;
+   the plan relies on authorizations. A record's text elements are ciphertext (SEC-4):
+   each record of a contact that is not suppressed is decrypted once, right before its
+   contact is decided (`auth_records.decrypt_authorization`); no other record is;
 3. when a contact passes the authorization check and its clinical rules must be tested,
    one query fetches the clinical ciphertext of the page's contacts that hold any
    authorization record: contacts without any never have it read, let alone decrypted.
@@ -34,6 +36,7 @@ from mailer.crypto import Keyring
 from mailer.errors import StoreError
 from mailer.models import Authorization, Contact, Suppression
 from mailer.segments import NON_PHI_FIELDS, Evaluator, SegmentCounts, SegmentPlan, to_sql
+from mailer.store.auth_records import RECORD_COLUMNS, AuthorizationRecord, decrypt_authorization
 from mailer.store.contacts import decrypt_clinical
 
 __all__ = ["PAGE", "evaluate", "members", "sql_columns"]
@@ -45,19 +48,10 @@ _C = Contact.__table__  # type: ignore[attr-defined]
 _A = Authorization.__table__  # type: ignore[attr-defined]
 _S = Suppression.__table__  # type: ignore[attr-defined]
 
-#: The columns `authorizations.is_valid` reads (AuthorizationLike), plus the contact to
-#: group by. Not the evidence hash or timestamps it never looks at.
-_AUTH_COLUMNS = tuple(
-    _A.c[name]
-    for name in (
-        "id", "contact_id", "scope", "information_description", "discloser", "recipients",
-        "purpose", "expires_at", "expiration_event", "expiration_event_occurred_at", "signed_at",
-        "signature_present", "statement_revocation", "statement_conditioning",
-        "statement_redisclosure", "plain_language", "copy_provided", "signer",
-        "representative_authority", "compound", "treatment_conditioned", "known_false",
-        "remuneration", "remuneration_statement", "third_party", "revoked_at", "created_at",
-    )
-)
+#: The columns a decrypted record is built from: what `authorizations.is_valid` reads
+#: (AuthorizationLike), the contact to group by, and the document hash the ciphertext's
+#: associated data names. Not the update time or key id it never looks at.
+_AUTH_COLUMNS = tuple(_A.c[name] for name in RECORD_COLUMNS)
 
 
 _NON_PHI_NAMES = tuple(NON_PHI_FIELDS)
@@ -186,7 +180,13 @@ def _decide_page(
     for row in rows:  # (id, email_hash, *NON_PHI_FIELDS, suppressed): by position, the hot loop
         contact_id = row[0]
         values = dict(zip(_NON_PHI_NAMES, row[2:-1], strict=True))
-        decision = ev.decide(values, auths.get(contact_id, ()), bool(row[-1]), partial(clinical, contact_id, row[1]))
+        suppressed = bool(row[-1])
+        stored = auths.get(contact_id, ())
+        # A suppressed contact is decided before any authorization is read: none decrypted.
+        records: Sequence[AuthorizationRecord] = (
+            () if suppressed or not stored else [decrypt_authorization(keyring, r) for r in stored]
+        )
+        decision = ev.decide(values, records, suppressed, partial(clinical, contact_id, row[1]))
         if decision.included:
             included.append((contact_id, decision.authorization_id))
     return included

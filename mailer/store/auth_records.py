@@ -1,4 +1,15 @@
-"""Authorization records at rest: import, grant, revoke, and lookups for the segment gate."""
+"""Authorization records at rest: import, grant, revoke, purge, and decrypted lookups for the gate.
+
+The free-text 164.508(c) elements (ELEMENT_FIELDS) are stored as one AES-GCM JSON blob,
+`elements_enc`, under the active field key (SEC-4); the rest of the record (ids, scope,
+flags, dates, document hash, signer) stays in clear for SQL and the retention rules.
+The blob's associated data is the record's identity (`aad`): contact, scope, signature
+time and document hash, the same values that make two rows "the same signed document"
+on import. They are all known before the INSERT (the row id is not) and no code path
+edits them, so a blob moved to another patient's record, another scope or another signed
+document fails to decrypt. Callers of `authorizations.is_valid` get `AuthorizationRecord`,
+a decrypted view, never the stored row.
+"""
 
 from __future__ import annotations
 
@@ -32,6 +43,105 @@ TEXT_FIELDS = (
 )
 TIME_FIELDS = ("expires_at", "expiration_event_occurred_at", "signed_at", "revoked_at")
 COLUMNS = ("email", *TEXT_FIELDS, *BOOL_FIELDS, *TIME_FIELDS)
+#: The free-text elements kept only in `elements_enc` (PHI: what is disclosed, to whom, why).
+ELEMENT_FIELDS = (
+    "information_description", "discloser", "recipients", "purpose", "expiration_event",
+    "representative_authority", "third_party",
+)
+#: Elements stored as "" when absent (AUTH-1 core elements); the others as None.
+_REQUIRED_TEXT = ("information_description", "discloser", "recipients", "purpose")
+
+
+def aad(contact_id: int, scope: str, signed_at: dt.datetime | None, document_sha256: str | None) -> bytes:
+    """Binds `elements_enc` to its record's identity (module docstring): swapped blobs fail."""
+    signed = signed_at.isoformat() if signed_at is not None else "-"
+    return f"authorization:elements:{contact_id}:{scope}:{signed}:{document_sha256 or ''}".encode()
+
+
+def _row_aad(row: Any) -> bytes:
+    return aad(row.contact_id, row.scope, row.signed_at, row.document_sha256)
+
+
+def encrypt_record(keyring: Keyring, rec: Mapping[str, Any]) -> dict[str, Any]:
+    """Column values to store for `rec` (contact_id plus any record fields): the elements
+    leave for `elements_enc` under the active key; everything else is kept as given."""
+    out = {k: v for k, v in rec.items() if k not in ELEMENT_FIELDS}
+    out["document_sha256"] = out.get("document_sha256") or ""
+    elements = {k: rec.get(k) for k in ELEMENT_FIELDS}
+    for k in _REQUIRED_TEXT:
+        elements[k] = elements[k] or ""
+    out["elements_enc"] = keyring.encrypt_json(elements, aad(rec["contact_id"], rec["scope"], rec.get("signed_at"),
+                                                             out["document_sha256"]))
+    out["key_id"] = keyring.active_key_id
+    return out
+
+
+def reencrypt_record(keyring: Keyring, row: Any, to_kid: str) -> bytes:
+    """The row's elements under key `to_kid`, same associated data (key rotation)."""
+    a = _row_aad(row)
+    return keyring.encrypt(keyring.decrypt(row.elements_enc, a), a, key_id=to_kid)
+
+
+@dataclass(frozen=True)
+class AuthorizationRecord:
+    """A decrypted authorization: what `authorizations.AuthorizationLike` asks for.
+
+    Built by `decrypt_authorization`; lives in memory only. The text elements are left out
+    of repr, so a record that reaches a log or a traceback shows ids, flags and dates.
+    Defaults are those of `models.Authorization`.
+    """
+
+    id: int | None
+    contact_id: int
+    scope: str
+    created_at: dt.datetime
+    information_description: str = field(default="", repr=False)
+    discloser: str = field(default="", repr=False)
+    recipients: str = field(default="", repr=False)
+    purpose: str = field(default="", repr=False)
+    expires_at: dt.datetime | None = None
+    expiration_event: str | None = field(default=None, repr=False)
+    expiration_event_occurred_at: dt.datetime | None = None
+    signed_at: dt.datetime | None = None
+    signature_present: bool = False
+    statement_revocation: bool = False
+    statement_conditioning: bool = False
+    statement_redisclosure: bool = False
+    plain_language: bool = True
+    copy_provided: bool = False
+    signer: str = "patient"
+    representative_authority: str | None = field(default=None, repr=False)
+    compound: bool = False
+    treatment_conditioned: bool = False
+    known_false: bool = False
+    remuneration: bool = False
+    remuneration_statement: bool = False
+    third_party: str | None = field(default=None, repr=False)
+    document_sha256: str = ""
+    revoked_at: dt.datetime | None = None
+
+
+#: Stored columns an `AuthorizationRecord` is built from (select these, or the whole row).
+RECORD_COLUMNS = (
+    "id", "contact_id", "scope", "elements_enc", "expires_at", "expiration_event_occurred_at",
+    "signed_at", "signature_present", "statement_revocation", "statement_conditioning",
+    "statement_redisclosure", "plain_language", "copy_provided", "signer", "compound",
+    "treatment_conditioned", "known_false", "remuneration", "remuneration_statement",
+    "document_sha256", "revoked_at", "created_at",
+)
+_CLEAR = tuple(c for c in RECORD_COLUMNS if c != "elements_enc")
+
+
+def decrypt_authorization(keyring: Keyring, row: Any) -> AuthorizationRecord:
+    """The decrypted view of a stored row (DecryptionError if the blob is not this row's)."""
+    elements = keyring.decrypt_json(row.elements_enc, _row_aad(row))
+    values: dict[str, Any] = {k: getattr(row, k) for k in _CLEAR}
+    for k in ELEMENT_FIELDS:
+        v = elements.get(k)
+        values[k] = (v or "") if k in _REQUIRED_TEXT else v
+    for k in BOOL_FIELDS:
+        values[k] = bool(values[k])
+    return AuthorizationRecord(**values)
 
 
 def parse_time(value: str) -> dt.datetime | None:
@@ -93,10 +203,11 @@ IDENTITY = ("contact_id", "scope", "signed_at", "document_sha256")
 _COMPARED = tuple(f for f in (*TEXT_FIELDS, *BOOL_FIELDS, *TIME_FIELDS) if f != "revoked_at")
 
 
-def _on_file(conn: Any, rec: Mapping[str, Any]) -> Any | None:
+def _on_file(conn: Any, keyring: Keyring, rec: Mapping[str, Any]) -> AuthorizationRecord | None:
     table = Authorization.__table__  # type: ignore[attr-defined]
     q = select(table).where(*(table.c[k] == rec[k] if rec[k] is not None else table.c[k].is_(None) for k in IDENTITY))
-    return conn.execute(q.limit(1)).first()
+    row = conn.execute(q.limit(1)).first()
+    return None if row is None else decrypt_authorization(keyring, row)
 
 
 def import_authorizations(engine: Engine, keyring: Keyring, ledger: Ledger, path: Path,
@@ -156,7 +267,7 @@ def import_authorizations(engine: Engine, keyring: Keyring, ledger: Ledger, path
                     report.problems.append(RowProblem(line, "email", f"duplicate of line {seen_in_file[key]} (same contact, scope, signature and document)"))
                     continue
                 seen_in_file[key] = line
-                old = _on_file(conn, parsed)
+                old = _on_file(conn, keyring, parsed)
                 if old is not None:
                     if all(getattr(old, f) == parsed[f] for f in _COMPARED):
                         report.unchanged += 1
@@ -172,7 +283,8 @@ def import_authorizations(engine: Engine, keyring: Keyring, ledger: Ledger, path
             raise ImportRejected(str(path), sorted(report.problems, key=lambda p: p.line))
         events = []
         for rec in good:
-            new_id = conn.execute(insert(table).values(**rec)).inserted_primary_key[0]  # type: ignore[index]
+            stored = encrypt_record(keyring, rec)
+            new_id = conn.execute(insert(table).values(**stored)).inserted_primary_key[0]  # type: ignore[index]
             events.append(Event(kind=AUTHORIZATION, outcome="imported", contact_id=rec["contact_id"],
                                 authorization_id=new_id, actor=actor, detail={"scope": rec["scope"]}))
         events.append(Event(kind=AUTHORIZATION, outcome="import", actor=actor,
@@ -183,7 +295,7 @@ def import_authorizations(engine: Engine, keyring: Keyring, ledger: Ledger, path
     return report
 
 
-def grant(engine: Engine, ledger: Ledger, *, contact_id: int, fields: Mapping[str, Any],
+def grant(engine: Engine, keyring: Keyring, ledger: Ledger, *, contact_id: int, fields: Mapping[str, Any],
           actor: str | None = None, now: dt.datetime | None = None) -> int:
     """Record one signed authorization (all 164.508(c) elements in `fields`); returns its id.
 
@@ -210,7 +322,8 @@ def grant(engine: Engine, ledger: Ledger, *, contact_id: int, fields: Mapping[st
         if conn.execute(select(contacts.c.id).where(contacts.c.id == contact_id)).scalar() is None:
             raise InputError(f"no contact with id {contact_id}")
         rec.update(contact_id=contact_id, created_at=at, updated_at=at)
-        new_id: int = conn.execute(insert(table).values(**rec)).inserted_primary_key[0]  # type: ignore[index]
+        stored = encrypt_record(keyring, rec)
+        new_id: int = conn.execute(insert(table).values(**stored)).inserted_primary_key[0]  # type: ignore[index]
         ledger.append_in(conn, [Event(kind=AUTHORIZATION, outcome="granted", contact_id=contact_id,
                                       authorization_id=new_id, actor=actor,
                                       detail={"scope": rec["scope"], "document_sha256": sha or None})])
@@ -258,7 +371,7 @@ def _iso(t: dt.datetime | None) -> str | None:
     return None if t is None else t.isoformat()
 
 
-def list_authorizations(engine: Engine, *, at: dt.datetime, contact_id: int | None = None,
+def list_authorizations(engine: Engine, keyring: Keyring, *, at: dt.datetime, contact_id: int | None = None,
                         scope: str | None = None, expiring_within: dt.timedelta | None = None,
                         page: int = 1000) -> Iterator[Listed]:
     """Stream registry lines with their validity at `at` (via `authorizations.is_valid`).
@@ -279,12 +392,13 @@ def list_authorizations(engine: Engine, *, at: dt.datetime, contact_id: int | No
             rows = conn.execute(select(table).where(table.c.id > after, *conds).order_by(table.c.id).limit(page)).all()
         if not rows:
             return
-        for r in rows:
+        for row in rows:
+            r = decrypt_authorization(keyring, row)
             v = is_valid(r, r.scope, at)
             if expiring_within is not None and not v.valid:
                 continue
             until = retention_until(r)
-            yield Listed(r.id, r.contact_id, r.scope, str(v.status), v.rules, r.signed_at, r.expires_at,
+            yield Listed(row.id, r.contact_id, r.scope, str(v.status), v.rules, r.signed_at, r.expires_at,
                          bool(r.expiration_event), r.revoked_at, bool(r.remuneration),
                          None if until == dt.datetime.max else until)
         after = rows[-1].id
@@ -296,6 +410,7 @@ def purge(engine: Engine, ledger: Ledger, *, contact_id: int, scope: str | None 
 
     All or nothing: if any record is inside its retention period, nothing is deleted, the
     refused attempt is recorded in the ledger, and RetentionRefusal (exit 3) is raised.
+    Retention depends on dates only (`authorizations.RetentionLike`): nothing is decrypted.
     """
     at = at or utcnow()
     table = Authorization.__table__  # type: ignore[attr-defined]
@@ -356,18 +471,23 @@ def revoke(engine: Engine, ledger: Ledger, *, contact_id: int, scope: str, at: d
     return ids
 
 
-def authorizations_for(engine: Engine, contact_ids: Iterable[int], scope: str | None = None) -> dict[int, list[Any]]:
-    """All records of these contacts (optionally one scope), grouped by contact."""
+def authorizations_for(engine: Engine, keyring: Keyring, contact_ids: Iterable[int],
+                       scope: str | None = None) -> dict[int, list[AuthorizationRecord]]:
+    """All records of these contacts (optionally one scope), decrypted, grouped by contact.
+
+    Only the rows selected are decrypted, each once: give `scope` when only one matters.
+    """
     table = Authorization.__table__  # type: ignore[attr-defined]
+    cols = [table.c[c] for c in RECORD_COLUMNS]
     ids = list(contact_ids)
-    out: dict[int, list[Any]] = {}
+    out: dict[int, list[AuthorizationRecord]] = {}
     with engine.connect() as conn:
         for i in range(0, len(ids), 900):
-            q = select(table).where(table.c.contact_id.in_(ids[i:i + 900]))
+            q = select(*cols).where(table.c.contact_id.in_(ids[i:i + 900]))
             if scope:
                 q = q.where(table.c.scope == scope)
-            for row in conn.execute(q):
-                out.setdefault(row.contact_id, []).append(row)
+            for row in conn.execute(q.order_by(table.c.id)):
+                out.setdefault(row.contact_id, []).append(decrypt_authorization(keyring, row))
     return out
 
 

@@ -7,8 +7,9 @@ There is no export to third parties (SPAM-7, MKT-7). A backup is never clear tex
              under the active field key, so the key id is named and rotation keeps it readable
     frame  = u32 length | nonce | AES-GCM(data key, JSON rows, aad = sha256(header) | index | last)
 
-Contact rows go in as they are stored (their PHI stays in its field ciphertext; nothing is
-decrypted to make a backup). Tampering, reordering or truncation fails on restore.
+Contact and authorization rows go in as they are stored (their PHI stays in its field
+ciphertext, `elements_enc` for an authorization's text; nothing is decrypted to make or
+restore a backup, and restore keeps the values that ciphertexts' associated data names). Tampering, reordering or truncation fails on restore.
 """
 
 from __future__ import annotations

@@ -1,9 +1,10 @@
 """Field-key rotation: re-encrypt every encrypted column under a new key, in resumable batches.
 
 A rotation is a `KeyRotation` row. Each batch re-encrypts the contacts after
-`last_contact_id` and advances it in the same transaction, so an interrupted run loses
-nothing and the next `mailer keys rotate` continues where it stopped. Old keys stay in
-the key file: backups and any row not yet moved still name them.
+`last_contact_id`, then the authorizations after `last_authorization_id` (their
+`elements_enc`), and advances that checkpoint in the same transaction, so an interrupted
+run loses nothing and the next `mailer keys rotate` continues where it stopped. Old keys
+stay in the key file: backups and any row not yet moved still name them.
 """
 
 from __future__ import annotations
@@ -18,7 +19,8 @@ from mailer.crypto import Keyring, key_id_of
 from mailer.db import writing
 from mailer.errors import KeyFileError
 from mailer.ledger import KEY_ROTATION, Event, Ledger
-from mailer.models import Contact, KeyRotation, utcnow
+from mailer.models import Authorization, Contact, KeyRotation, utcnow
+from mailer.store.auth_records import reencrypt_record
 from mailer.store.contacts import aad
 
 BATCH = 500
@@ -59,9 +61,10 @@ def rotate(engine: Engine, keyring: Keyring, ledger: Ledger, *, actor: str | Non
                                                   started_at=utcnow())).inserted_primary_key[0]  # type: ignore[index]
             ledger.append_in(conn, [Event(kind=KEY_ROTATION, outcome="started", actor=actor, rule_ids=("SEC-4",),
                                           detail={"rotation": rid, "from": from_kid, "to": to_kid})])
-        last = 0
+        last = last_auth = 0
     else:
-        rid, from_kid, to_kid, last = current.id, current.from_key_id, current.to_key_id, current.last_contact_id
+        rid, from_kid, to_kid = current.id, current.from_key_id, current.to_key_id
+        last, last_auth = current.last_contact_id, current.last_authorization_id
         if to_kid not in keyring.field_keys:
             raise KeyFileError(f"rotation {rid} moves rows to key {to_kid!r}, which the key file does not hold",
                                hint="use the key file the rotation was started with")
@@ -70,7 +73,8 @@ def rotate(engine: Engine, keyring: Keyring, ledger: Ledger, *, actor: str | Non
                                f"{keyring.active_key_id!r}", hint="use the key file the rotation was started with")
         with writing(engine) as conn:
             ledger.append_in(conn, [Event(kind=KEY_ROTATION, outcome="resumed", actor=actor, rule_ids=("SEC-4",),
-                                          detail={"rotation": rid, "from": from_kid, "to": to_kid, "after": last})])
+                                          detail={"rotation": rid, "from": from_kid, "to": to_kid, "after": last,
+                                                  "after_authorization": last_auth})])
 
     contacts = Contact.__table__  # type: ignore[attr-defined]
     rewritten = 0
@@ -90,8 +94,27 @@ def rotate(engine: Engine, keyring: Keyring, ledger: Ledger, *, actor: str | Non
         if progress:
             progress(len(page))
 
+    auths = Authorization.__table__  # type: ignore[attr-defined]
+    while True:
+        with writing(engine) as conn:
+            apage = conn.execute(select(auths.c.id, auths.c.contact_id, auths.c.scope, auths.c.signed_at,
+                                        auths.c.document_sha256, auths.c.key_id, auths.c.elements_enc)
+                                 .where(auths.c.id > last_auth).order_by(auths.c.id).limit(batch)).all()
+            if not apage:
+                break
+            achanges = [{"_id": r.id, "key_id": to_kid, "elements_enc": reencrypt_record(keyring, r, to_kid)}
+                        for r in apage if r.key_id != to_kid or key_id_of(r.elements_enc) != to_kid]
+            if achanges:
+                conn.execute(update(auths).where(auths.c.id == bindparam("_id")), achanges)
+            last_auth = apage[-1].id
+            conn.execute(update(rot).where(rot.c.id == rid).values(last_authorization_id=last_auth))
+        rewritten += len(achanges)
+        if progress:
+            progress(len(apage))
+
     with writing(engine) as conn:
-        left = conn.execute(select(func.count()).select_from(contacts).where(contacts.c.key_id != to_kid)).scalar()
+        left = sum(conn.execute(select(func.count()).select_from(t).where(t.c.key_id != to_kid)).scalar() or 0
+                   for t in (contacts, auths))
         conn.execute(update(rot).where(rot.c.id == rid).values(done=True, finished_at=utcnow()))
         ledger.append_in(conn, [Event(kind=KEY_ROTATION, outcome="finished", actor=actor, rule_ids=("SEC-4",),
                                       detail={"rotation": rid, "from": from_kid, "to": to_kid,
@@ -116,20 +139,26 @@ def _reencrypt(keyring: Keyring, row: Any, to_kid: str) -> dict[str, Any] | None
 
 
 def key_status(engine: Engine, keyring: Keyring) -> dict[str, Any]:
-    """Rows per key id, the key file's keys, and any unfinished rotation (ids only)."""
+    """Rows per key id (contacts, authorizations), the key file's keys, and any unfinished
+    rotation (ids only)."""
     contacts = Contact.__table__  # type: ignore[attr-defined]
+    auths = Authorization.__table__  # type: ignore[attr-defined]
     rot = KeyRotation.__table__  # type: ignore[attr-defined]
     with engine.connect() as conn:
         per_key = {kid: n for kid, n in conn.execute(
             select(contacts.c.key_id, func.count()).group_by(contacts.c.key_id).order_by(contacts.c.key_id))}
+        auth_per_key = {kid: n for kid, n in conn.execute(
+            select(auths.c.key_id, func.count()).group_by(auths.c.key_id).order_by(auths.c.key_id))}
         last = conn.execute(select(rot).order_by(rot.c.id.desc()).limit(1)).first()
     return {
         "active_key_id": keyring.active_key_id,
         "key_ids": sorted(keyring.field_keys),
         "contacts_per_key": per_key,
-        "missing_keys": sorted(k for k in per_key if k not in keyring.field_keys),
+        "authorizations_per_key": auth_per_key,
+        "missing_keys": sorted(k for k in {*per_key, *auth_per_key} if k not in keyring.field_keys),
         "last_rotation": None if last is None else {
             "id": last.id, "from": last.from_key_id, "to": last.to_key_id, "done": bool(last.done),
-            "last_contact_id": last.last_contact_id, "started_at": last.started_at, "finished_at": last.finished_at,
+            "last_contact_id": last.last_contact_id, "last_authorization_id": last.last_authorization_id,
+            "started_at": last.started_at, "finished_at": last.finished_at,
         },
     }
