@@ -60,6 +60,24 @@ def normalize_email(raw: str, *, check_deliverability: bool = False) -> str:
     return info.normalized.lower()
 
 
+def address_problem(raw: str, err: Exception) -> str:
+    """email-validator's reason in a fixed vocabulary: its own text can quote the domain."""
+    text = str(err).lower()
+    if not raw.strip():
+        return "empty"
+    for needle, reason in (
+        ("@-sign", "it needs exactly one @ with text on both sides"),
+        ("too long", "it is too long"),
+        ("does not exist", "its domain does not exist"),
+        ("does not accept email", "its domain does not accept email"),
+        ("domain", "its domain part is not valid"),
+        ("before the @", "its local part is not valid"),
+    ):
+        if needle in text:
+            return reason
+    return "its syntax is not valid"
+
+
 def parse_bool(value: str) -> bool:
     v = value.strip().lower()
     if v in _TRUE:
@@ -112,9 +130,7 @@ def parse_row(line: int, row: Mapping[str, str | None], clinical: Mapping[str, s
     try:
         email = normalize_email(raw_email, check_deliverability=check_deliverability)
     except EmailNotValidError as err:
-        # the first sentence of email-validator's message, without any characters it quotes
-        reason = str(err).split(".")[0].split(":")[0] if raw_email.strip() else "empty"
-        problems.append(RowProblem(line, "email", f"not a valid address ({reason})"))
+        problems.append(RowProblem(line, "email", f"not a valid address ({address_problem(raw_email, err)})"))
     opt_in = False
     if row.get("newsletter_opt_in") is not None:
         try:
