@@ -24,6 +24,8 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
+from bench.memory import peak_kb, reset_peak, rss_kb
+
 ROOT = Path(__file__).resolve().parent.parent
 OUT = ROOT / "bench-out"
 GENERATOR = 2  # bump when the generated data changes, so cached databases are rebuilt
@@ -126,26 +128,6 @@ def build(n: int) -> float | None:
     return time.perf_counter() - t0
 
 
-def _status_kb(field: str) -> int | None:
-    try:
-        for line in Path("/proc/self/status").read_text().splitlines():
-            if line.startswith(field + ":"):
-                return int(line.split()[1])
-    except OSError:
-        pass
-    return None
-
-
-def _reset_peak() -> bool:
-    """Linux: reset the resident high-water mark (VmHWM), so the evaluation's own peak can
-    be read apart from the imports' (ru_maxrss never goes down)."""
-    try:
-        Path("/proc/self/clear_refs").write_text("5")
-        return True
-    except OSError:
-        return False
-
-
 def _child(db: str, keys: str, segment: str) -> None:
     """Runs in a fresh interpreter: evaluate one segment, print timings and memory."""
     import gc
@@ -163,13 +145,13 @@ def _child(db: str, keys: str, segment: str) -> None:
     with engine.connect() as conn:
         conn.exec_driver_sql("SELECT count(*) FROM contact").scalar()  # open the file, warm the pool
     gc.collect()
-    reset = _reset_peak()
-    base = _status_kb("VmRSS")
+    reset = reset_peak()
+    base = rss_kb()
     t0 = time.perf_counter()
     counts = audience.evaluate(engine, keyring, plan, AT)
     seconds = time.perf_counter() - t0
     gate(plan, counts)
-    hwm = _status_kb("VmHWM") if reset else None
+    hwm = peak_kb() if reset else None
     print(json.dumps({"seconds": seconds, "maxrss_kb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss,
                       "base_kb": base, "eval_peak_kb": hwm, "counts": counts.as_dict()}))
 

@@ -2,7 +2,7 @@
 
 The sink (`python -m mailer.devsink`, aiosmtpd with STARTTLS) runs in its own process so
 it does not share the client's interpreter. Each measurement runs in a fresh child
-process, so its peak RSS (ru_maxrss) is its own:
+process, so its peak RSS (VmHWM, reset at the child's start) is its own:
 
 - bare: K reused aiosmtplib connections (STARTTLS, verified) sending N pre-built
   messages, one recipient each; nothing else.
@@ -19,7 +19,6 @@ import argparse
 import asyncio
 import json
 import os
-import resource
 import socket
 import subprocess
 import sys
@@ -27,6 +26,8 @@ import tempfile
 import time
 from pathlib import Path
 from typing import Any
+
+from bench.memory import peak_kb, reset_peak
 
 K = 4
 
@@ -76,6 +77,7 @@ def _root() -> Path:
 # -- children ---------------------------------------------------------------------------
 def child_bare(n: int, k: int, port: int, ca_file: Path) -> dict[str, Any]:
     """N pre-built, personalized messages over K reused connections: the transport's ceiling."""
+    reset_peak()
     import aiosmtplib
 
     from mailer.compose import Composer
@@ -114,10 +116,11 @@ def child_bare(n: int, k: int, port: int, ca_file: Path) -> dict[str, Any]:
         return elapsed
 
     elapsed = asyncio.run(main())
-    return {"n": n, "elapsed": elapsed, "rate": n / elapsed, "maxrss_kb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss}
+    return {"n": n, "elapsed": elapsed, "rate": n / elapsed, "maxrss_kb": peak_kb()}
 
 
 def child_pipeline(n: int, k: int, port: int, ca_file: Path, folder: Path, dkim: bool = False) -> dict[str, Any]:
+    reset_peak()
     from mailer import campaigns, sending
     from mailer.crypto import Keyring
     from mailer.runtime import Runtime
@@ -144,7 +147,7 @@ def child_pipeline(n: int, k: int, port: int, ca_file: Path, folder: Path, dkim:
     ok = rt.ledger.verify().ok
     rt.dispose()
     return {"n": n, "sent": summary.sent, "elapsed": summary.elapsed, "rate": summary.sent / summary.elapsed,
-            "total": total, "ledger_ok": ok, "maxrss_kb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss}
+            "total": total, "ledger_ok": ok, "maxrss_kb": peak_kb()}
 
 
 def _child(args: list[str]) -> dict[str, Any]:
