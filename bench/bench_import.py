@@ -62,6 +62,7 @@ def _import_in_child(rows: int, tmp: Path) -> dict[str, Any]:
     path = folder / "contacts.csv"
     make_csv(path, rows)
     res = subprocess.run([sys.executable, "-c", _CHILD, str(folder), str(path)], capture_output=True, text=True,
+                         cwd=Path(__file__).resolve().parent.parent,
                          check=True)
     data: dict[str, Any] = json.loads(res.stdout.strip().splitlines()[-1])
     data["file_mb"] = path.stat().st_size / 1e6
