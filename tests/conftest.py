@@ -13,6 +13,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from hypothesis import HealthCheck
+from hypothesis import settings as hypothesis_settings
 from sqlalchemy import create_engine, text
 
 from mailer.config import Settings, settings_from_mapping
@@ -25,6 +27,12 @@ from mailer.runtime import Runtime
 ROOT = Path(__file__).resolve().parent.parent
 PG_URL = os.environ.get("MAILER_TEST_POSTGRES_URL", "")
 IN_CI = os.environ.get("CI", "").lower() == "true"
+
+# CI machines are slower and busier than a laptop: a property must fail on its logic,
+# never on hypothesis's per-example time limit.
+hypothesis_settings.register_profile("ci", deadline=None, suppress_health_check=[HealthCheck.too_slow])
+if IN_CI:
+    hypothesis_settings.load_profile("ci")
 
 
 @pytest.fixture(scope="session")
