@@ -53,6 +53,11 @@ def _qp(text: str) -> bytes:
     return encoded.replace(b"\n", CRLF)
 
 
+def message_id(campaign_id: int, delivery_id: int, domain: str) -> str:
+    """Campaign and delivery ids plus 128 random bits; never derived from the address (PHI-6)."""
+    return f"<{campaign_id}.{delivery_id}.{secrets.token_hex(16)}@{domain}>"
+
+
 class Composer:
     """Builds the campaign's fixed part once; `compose` fills in the per-recipient part."""
 
@@ -92,8 +97,7 @@ class Composer:
         self._from_cache: dict[str, bytes] = {}
 
     def message_id(self, delivery_id: int) -> str:
-        """Campaign and delivery ids plus 128 random bits; never derived from the address (PHI-6)."""
-        return f"<{self.campaign_id}.{delivery_id}.{secrets.token_hex(16)}@{self.domain}>"
+        return message_id(self.campaign_id, delivery_id, self.domain)
 
     def _from(self, name: str) -> bytes:
         cached = self._from_cache.get(name)

@@ -42,6 +42,11 @@ class CenterSettings(_Section):
     website: str = ""
     timezone: str = "UTC"
 
+    def context(self) -> dict[str, str]:
+        """The `center` a template sees."""
+        return {"name": self.name, "postal_address": self.postal_address, "phone": self.phone,
+                "website": self.website}
+
     @field_validator("timezone")
     @classmethod
     def _tz(cls, value: str) -> str:

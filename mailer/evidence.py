@@ -24,16 +24,14 @@ from typing import Any
 from sqlalchemy import select
 
 from mailer.campaigns import get as get_campaign
-from mailer.compose import Composer
 from mailer.errors import MailerError
 from mailer.ledger import APPROVAL, AUDIENCE, DATA_EXPORT, SEND, SKIP, Event
 from mailer.ledger_query import Filters, entries, record
 from mailer.models import Approval
+from mailer.preview import render_preview
 from mailer.runtime import Runtime
 from mailer.templates import TEMPLATE_FILES, compile_template, content_hash
 
-SAMPLE_CONTACT = {"first_name": "Sample", "last_name": "Patient", "preferred_name": "Sample", "language": "en"}
-SAMPLE_ADDRESS = "sample.patient@example.invalid"  # RFC 2606: can never be delivered
 _AP = Approval.__table__  # type: ignore[attr-defined]
 _OUTCOMES = ("sent", "failed", "uncertain")  # a recipient's final send outcomes (deferred is an attempt)
 
@@ -103,20 +101,8 @@ class _Zip:
 
 def _sample(rt: Runtime, campaign: Any, template: Any) -> tuple[bytes, str]:
     """Render and compose for the synthetic contact, through the same code as a real send."""
-    unsubscribe_url = rt.settings.unsubscribe.base_url + "SAMPLE-TOKEN"
-    context: dict[str, Any] = {
-        "contact": {k: SAMPLE_CONTACT[k] for k in ("first_name", "preferred_name", "language")},
-        "center": rt.center_context(),
-        "campaign": {"name": campaign.name},
-        "unsubscribe_url": unsubscribe_url,
-    }
-    rendered = template.render(context)
-    snd = rt.settings.sender
-    composer = Composer(from_address=snd.from_address, envelope_from=rt.settings.envelope_from,
-                        list_id=snd.list_id, reply_to=snd.reply_to, campaign_id=campaign.id or 0)
-    msg = composer.compose(recipient=SAMPLE_ADDRESS, rendered=rendered, message_id=composer.message_id(0),
-                           unsubscribe_url=unsubscribe_url)
-    return msg.data, rendered.html
+    p = render_preview(rt.settings, template, campaign_name=campaign.name, campaign_id=campaign.id or 0)
+    return p.eml, p.html
 
 
 def write_evidence(rt: Runtime, campaign_id: int, out: Path, *, actor: str | None = None) -> EvidenceResult:

@@ -48,7 +48,6 @@ from mailer.errors import (
 from mailer.ledger import SEND, SKIP, Event, Ledger
 from mailer.models import Campaign, utcnow
 from mailer.ratelimit import RateLimiter
-from mailer.redact import scrub
 from mailer.store import deliveries as dq
 from mailer.store.auth_records import authorizations_for
 from mailer.store.contacts import contacts_by_id, decrypt_clinical, decrypt_identity
@@ -510,7 +509,7 @@ class Sender:
             relay=self.transport.relay,
             tls_version=res.tls_version if res else None, tls_cipher=res.tls_cipher if res else None,
             smtp_code=res.code if res else (err.code if err else None),
-            smtp_text=scrub(text) if text else None,
+            smtp_text=text or None,  # Ledger.append_in scrubs addresses out of it
             authorization_id=it.authorization_id,
             rule_ids=rules or (tuple(err.rules) if err is not None else ()),
             detail={"attempt": it.tries, "run": plan.run},

@@ -10,6 +10,7 @@ from mailer.config import Settings
 from mailer.templates import CompiledTemplate, compile_template
 
 SYNTHETIC_CONTACT = {"first_name": "Sample", "preferred_name": "", "language": "en"}
+SAMPLE_ADDRESS = "sample.patient@example.invalid"  # RFC 2606: can never be delivered
 SAMPLE_TOKEN = "SAMPLE-TOKEN-not-a-real-recipient"  # noqa: S105 - a placeholder, not a secret
 
 
@@ -20,21 +21,23 @@ class Preview:
     html: str
 
 
-def render_preview(settings: Settings, template_path: Path, *, campaign_name: str = "Preview") -> Preview:
-    """Same compile, render and compose path as a real send; no database, no keys."""
-    template = compile_template(template_path)
-    c = settings.center
+def render_preview(settings: Settings, template: Path | CompiledTemplate, *, campaign_name: str = "Preview",
+                   campaign_id: int = 0) -> Preview:
+    """Same compile, render and compose path as a real send; no database, no keys.
+    Also the evidence package's sample message (mailer.evidence)."""
+    if not isinstance(template, CompiledTemplate):
+        template = compile_template(template)
     url = settings.unsubscribe.base_url + SAMPLE_TOKEN
     rendered = template.render({
         "contact": SYNTHETIC_CONTACT,
-        "center": {"name": c.name, "postal_address": c.postal_address, "phone": c.phone, "website": c.website},
+        "center": settings.center.context(),
         "campaign": {"name": campaign_name},
         "unsubscribe_url": url,
     })
     s = settings.sender
     composer = Composer(from_address=s.from_address, envelope_from=settings.envelope_from, list_id=s.list_id,
-                        reply_to=s.reply_to)
-    msg = composer.compose(recipient="sample.patient@example.invalid", rendered=rendered,
+                        reply_to=s.reply_to, campaign_id=campaign_id)
+    msg = composer.compose(recipient=SAMPLE_ADDRESS, rendered=rendered,
                            message_id=composer.message_id(0), unsubscribe_url=url)
     return Preview(template, msg.data, rendered.html)
 

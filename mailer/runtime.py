@@ -37,8 +37,7 @@ class Runtime:
         migrate(self.engine)
 
     def center_context(self) -> dict[str, str]:
-        c = self.settings.center
-        return {"name": c.name, "postal_address": c.postal_address, "phone": c.phone, "website": c.website}
+        return self.settings.center.context()
 
     def transport(self) -> SMTPTransport:
         s = self.settings.smtp

@@ -14,7 +14,7 @@ from tests.test_send_support import ledger_rows, newsletter, parsed, statuses
 
 def _claim_some(rt, campaign_id: int, n: int) -> list[int]:  # type: ignore[no-untyped-def]
     """As if a sender had claimed n rows and died before recording them."""
-    got = dq.claim_batch(rt.engine, campaign_id, 0, n, domain="riverside-imaging.example")
+    got = dq.claim_batch(rt.engine, rt.ledger, campaign_id, 0, n, domain="riverside-imaging.example")
     return [c.delivery_id for c in got]
 
 

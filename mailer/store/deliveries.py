@@ -8,17 +8,18 @@ never resent without an operator, so nobody gets the same message twice.
 
 from __future__ import annotations
 
-import secrets
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 from sqlalchemy import Engine, bindparam, func, insert, select, update
 
+from mailer.compose import message_id
 from mailer.crypto import new_token, token_hash
 from mailer.db import writing
 from mailer.ledger import AUDIENCE, BOUNCE, SEND, Event, Ledger
-from mailer.models import Contact, Delivery, Suppression, UnsubscribeToken, utcnow
+from mailer.models import Contact, Delivery, UnsubscribeToken, utcnow
+from mailer.store.suppressions import suppress_in
 
 PENDING, CLAIMED, SENT, FAILED, SKIPPED, UNCERTAIN = (
     "pending",
@@ -33,7 +34,6 @@ FINAL = (SENT, FAILED, SKIPPED)
 _T = Delivery.__table__  # type: ignore[attr-defined]
 _TOK = UnsubscribeToken.__table__  # type: ignore[attr-defined]
 _C = Contact.__table__  # type: ignore[attr-defined]
-_SUP = Suppression.__table__  # type: ignore[attr-defined]
 
 
 @dataclass(frozen=True)
@@ -119,6 +119,7 @@ def freeze_audience(
 
 def claim_batch(
     engine: Engine,
+    ledger: Ledger,
     campaign_id: int,
     run: int,
     n: int,
@@ -127,71 +128,14 @@ def claim_batch(
     worker: str = "",
     statuses: Sequence[str] = (PENDING,),
 ) -> list[Claimed]:
-    """Claim up to n rows in one commit; FOR UPDATE SKIP LOCKED lets workers share a queue."""
-    with writing(engine) as conn:
-        q = (
-            select(
-                _T.c.id,
-                _T.c.contact_id,
-                _T.c.authorization_id,
-                _T.c.attempts,
-                _T.c.message_id,
-                _C.c.email_hash,
-            )
-            .join(_C, _C.c.id == _T.c.contact_id)
-            .where(
-                _T.c.campaign_id == campaign_id, _T.c.run == run, _T.c.status.in_(list(statuses))
-            )
-            .order_by(_T.c.id)
-            .limit(n)
-        )
-        if conn.dialect.name == "postgresql":
-            q = q.with_for_update(of=_T, skip_locked=True)
-        rows = conn.execute(q).all()
-        if not rows:
-            return []
-        now = utcnow()
-        claimed = []
-        hashes = {r.id: r.email_hash for r in rows}
-        for r in rows:
-            # Keep an existing Message-ID on a resend so receivers can de-duplicate.
-            mid = r.message_id or f"<{campaign_id}.{r.id}.{secrets.token_hex(16)}@{domain}>"
-            claimed.append(
-                Claimed(r.id, r.contact_id, r.authorization_id, mid, new_token(), r.attempts + 1)
-            )
-        conn.execute(
-            update(_T)
-            .where(_T.c.id == bindparam("b_id"))
-            .values(
-                status=CLAIMED,
-                message_id=bindparam("b_mid"),
-                attempts=bindparam("b_att"),
-                claimed_at=now,
-                worker=worker or None,
-                updated_at=now,
-            ),
-            [{"b_id": c.delivery_id, "b_mid": c.message_id, "b_att": c.attempts} for c in claimed],
-        )
-        conn.execute(
-            insert(_TOK),
-            [
-                {
-                    "token_hash": token_hash(c.token),
-                    "email_hash": hashes[c.delivery_id],
-                    "contact_id": c.contact_id,
-                    "campaign_id": campaign_id,
-                    "created_at": now,
-                }
-                for c in claimed
-            ],
-        )
-        return claimed
-
-
-def record(engine: Engine, ledger: Ledger, outcomes: Sequence[Outcome]) -> None:
-    """Outcomes and their ledger entries in one commit (batched: never one commit per message)."""
-    if outcomes:
-        commit_cycle(engine, ledger, outcomes=outcomes)
+    """Read up to n rows and claim them in one commit (the same claim step the Sender uses)."""
+    rows = page(engine, campaign_id, run, after=0, n=n, statuses=statuses)
+    # Keep an existing Message-ID on a resend so receivers can de-duplicate.
+    ahead = [Claimed(r.delivery_id, r.contact_id, r.authorization_id,
+                     r.message_id or message_id(campaign_id, r.delivery_id, domain), new_token(), r.attempts + 1)
+             for r in rows]
+    got = commit_cycle(engine, ledger, claims=ahead, campaign_id=campaign_id, statuses=statuses, worker=worker)
+    return [c for c in ahead if c.delivery_id in got]
 
 
 def commit_cycle(
@@ -278,7 +222,9 @@ def _record_in(conn: Any, outcomes: Sequence[Outcome], now: Any) -> list[Event]:
     events = [o.event for o in outcomes if o.event is not None]
     bounces = {o.bounce_hash: o for o in changes if o.bounce_hash and o.status == FAILED}
     if bounces:
-        _suppress_bounces(conn, bounces, now)
+        # BNC-1: a 5xx saying the address does not exist suppresses it (idempotent)
+        suppress_in(conn, [{"email_hash": h, "reason": "bounce", "at": now,
+                            "campaign_id": o.event.campaign_id if o.event else None} for h, o in bounces.items()])
         events += [Event(kind=BOUNCE, outcome="bounce", campaign_id=o.event.campaign_id if o.event else None,
                          contact_id=o.event.contact_id if o.event else None, recipient_hash=h,
                          smtp_code=o.smtp_code, rule_ids=("BNC-1",), detail={"source": "smtp-reply"})
@@ -297,17 +243,6 @@ def page(engine: Engine, campaign_id: int, run: int, *, after: int, n: int,
             .order_by(_T.c.id).limit(n)
         ).all()
     return [Row(r.id, r.contact_id, r.authorization_id, r.message_id, r.attempts) for r in rows]
-
-
-def _suppress_bounces(conn: Any, bounces: dict[str, Outcome], now: Any) -> None:
-    """BNC-1: a 5xx saying the address does not exist suppresses it (idempotent)."""
-    from sqlalchemy.dialects.postgresql import insert as pg_insert
-    from sqlalchemy.dialects.sqlite import insert as sqlite_insert
-
-    ins = (pg_insert if conn.dialect.name == "postgresql" else sqlite_insert)(_SUP)
-    conn.execute(ins.on_conflict_do_nothing(index_elements=["email_hash"]), [
-        {"email_hash": h, "reason": "bounce", "campaign_id": o.event.campaign_id if o.event else None, "at": now}
-        for h, o in bounces.items()])
 
 
 def iter_rows(engine: Engine, campaign_id: int, run: int, *, statuses: Sequence[str] = (PENDING,),
@@ -354,17 +289,6 @@ def mark_uncertain(engine: Engine, ledger: Ledger, campaign_id: int, run: int) -
     return len(rows)
 
 
-def requeue(engine: Engine, campaign_id: int, run: int, status: str) -> int:
-    """Operator's choice: put uncertain (resend --uncertain) or failed (retry-failed) rows back."""
-    with writing(engine) as conn:
-        res = conn.execute(
-            update(_T)
-            .where(_T.c.campaign_id == campaign_id, _T.c.run == run, _T.c.status == status)
-            .values(status=PENDING, updated_at=utcnow())
-        )
-        return int(res.rowcount or 0)
-
-
 def counts(engine: Engine, campaign_id: int, run: int | None = None) -> dict[str, int]:
     q = (
         select(_T.c.status, func.count())
@@ -375,15 +299,3 @@ def counts(engine: Engine, campaign_id: int, run: int | None = None) -> dict[str
         q = q.where(_T.c.run == run)
     with engine.connect() as conn:
         return {status: n for status, n in conn.execute(q)}
-
-
-def skip_rules(engine: Engine, campaign_id: int, run: int | None = None) -> dict[str, int]:
-    q = (
-        select(_T.c.rule_ids, func.count())
-        .where(_T.c.campaign_id == campaign_id, _T.c.status == SKIPPED)
-        .group_by(_T.c.rule_ids)
-    )
-    if run is not None:
-        q = q.where(_T.c.run == run)
-    with engine.connect() as conn:
-        return {rules or "-": n for rules, n in conn.execute(q)}

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
+from typing import Any
 
 from sqlalchemy import Engine, select
 from sqlalchemy.dialects.postgresql import insert as pg_insert
@@ -24,15 +25,21 @@ def suppressed_among(engine: Engine, email_hashes: Iterable[str]) -> set[str]:
     return out
 
 
+def suppress_in(conn: Any, rows: Sequence[dict[str, Any]]) -> int:
+    """Insert suppressions inside the caller's transaction; existing ones are kept (idempotent).
+    Rows: email_hash, reason, campaign_id, at. Returns how many were new (as the driver counts)."""
+    ins = (pg_insert if conn.dialect.name == "postgresql" else sqlite_insert)(_T)
+    res = conn.execute(ins.on_conflict_do_nothing(index_elements=["email_hash"]), list(rows))
+    return max(int(res.rowcount or 0), 0)
+
+
 def suppress(engine: Engine, ledger: Ledger, email_hash: str, reason: str, *, contact_id: int | None = None,
              campaign_id: int | None = None, actor: str | None = None, kind: str = UNSUBSCRIBE,
              rule_ids: tuple[str, ...] = ("SPAM-5",)) -> bool:
     """Idempotent; returns True when this call added the suppression. Always a ledger entry."""
     with writing(engine) as conn:
-        ins = (pg_insert if conn.dialect.name == "postgresql" else sqlite_insert)(_T)
-        res = conn.execute(ins.values(email_hash=email_hash, reason=reason, campaign_id=campaign_id, at=utcnow())
-                           .on_conflict_do_nothing(index_elements=["email_hash"]))
-        added = bool(res.rowcount)
+        added = suppress_in(conn, [{"email_hash": email_hash, "reason": reason, "campaign_id": campaign_id,
+                                    "at": utcnow()}]) > 0
         ledger.append_in(conn, [Event(kind=kind, outcome=reason, contact_id=contact_id, campaign_id=campaign_id,
                                       recipient_hash=email_hash, actor=actor, rule_ids=rule_ids,
                                       detail={"new": added})])
