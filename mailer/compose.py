@@ -95,6 +95,15 @@ class Composer:
             b"Content-Transfer-Encoding: quoted-printable" + CRLF + CRLF
         self._close = CRLF + b"--" + b + b"--" + CRLF
         self._from_cache: dict[str, bytes] = {}
+        self._date_at: datetime | None = None
+        self._date_bytes = b""
+
+    def _date(self) -> bytes:
+        """The Date header, formatted once a second (it has one-second resolution)."""
+        now = self.clock().replace(microsecond=0)
+        if now != self._date_at:
+            self._date_at, self._date_bytes = now, format_datetime(now).encode("ascii")
+        return self._date_bytes
 
     def message_id(self, delivery_id: int) -> str:
         return message_id(self.campaign_id, delivery_id, self.domain)
@@ -115,7 +124,7 @@ class Composer:
             self._from(rendered.from_name), CRLF,
             b"To: ", recipient.encode("utf-8"), CRLF,
             b"Subject: ", _header_value(rendered.subject, "Subject"), CRLF,
-            b"Date: ", format_datetime(self.clock()).encode("ascii"), CRLF,
+            b"Date: ", self._date(), CRLF,
             b"Message-ID: ", message_id.encode("ascii"), CRLF,
             b"List-Unsubscribe: <", unsubscribe_url.encode("ascii"), b">", CRLF,
             ONE_CLICK, CRLF,

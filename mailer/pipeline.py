@@ -24,6 +24,7 @@ run pauses. `pause_after_failures` consecutive transport failures pause the run 
 from __future__ import annotations
 
 import asyncio
+import functools
 import random
 import sys
 import time
@@ -34,7 +35,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import Engine, select
+from sqlalchemy import Engine
 
 from mailer.compose import Composer, OutboundMessage
 from mailer.crypto import Keyring, new_token
@@ -46,9 +47,10 @@ from mailer.errors import (
     TransportError,
 )
 from mailer.ledger import SEND, SKIP, Event, Ledger
-from mailer.models import Campaign, utcnow
+from mailer.models import utcnow
 from mailer.ratelimit import RateLimiter
 from mailer.store import deliveries as dq
+from mailer.store import rawsql
 from mailer.store.auth_records import authorizations_for
 from mailer.store.contacts import contacts_by_id, decrypt_clinical, decrypt_identity
 from mailer.store.suppressions import suppressed_among
@@ -56,6 +58,8 @@ from mailer.templates import CompiledTemplate, Rendered
 from mailer.transport import RecipientRejected, SendResult, Transport
 
 SWITCH_INTERVAL = 0.0005  # seconds; see Sender.run
+PREPARE_SLICE = 8
+COMMIT_IN_THREAD = bool(int(__import__("os").environ.get("MAILER_COMMIT_THREAD", "1")))
 
 # (authorizations of one contact, scope, at, third_party) -> (ok, rule IDs, authorization id)
 AuthCheck = Callable[[Sequence[Any], str, datetime, str | None], tuple[bool, tuple[str, ...], int | None]]
@@ -172,10 +176,15 @@ class Sender:
         self.progress_seconds = progress_seconds
 
     # -- preparation (worker thread) ----------------------------------------------------
-    def _prepare(self, plan: SendPlan, batch: Sequence[dq.Claimed]) -> tuple[list[_Item], list[dq.Outcome]]:
-        """The checks at send time, then render and compose. Pure CPU plus three reads."""
-        rows = contacts_by_id(self.engine, (c.contact_id for c in batch))
-        suppressed = suppressed_among(self.engine, (r.email_hash for r in rows.values()))
+    def _prepare(self, plan: SendPlan, batch: Sequence[dq.Claimed],
+                 known: tuple[Mapping[int, Any], set[str]] | None = None) -> tuple[list[_Item], list[dq.Outcome]]:
+        """The checks at send time, then render and compose. KNOWN: contacts by id and the
+        suppressed hashes among them, when the caller read them with the rows."""
+        if known is None:
+            rows: Mapping[int, Any] = contacts_by_id(self.engine, (c.contact_id for c in batch))
+            suppressed = suppressed_among(self.engine, (r.email_hash for r in rows.values()))
+        else:
+            rows, suppressed = known
         # SEG-3 re-check: only the scope's records of recipients not suppressed are decrypted.
         auths = (authorizations_for(self.engine, self.keyring,
                                     [i for i, r in rows.items() if r.email_hash not in suppressed], plan.scope)
@@ -243,22 +252,21 @@ class Sender:
 
     def _operator_stopped(self, plan: SendPlan) -> str | None:
         """An operator's `campaign pause` or `cancel` stops a run already sending."""
-        t = Campaign.__table__  # type: ignore[attr-defined]
         with self.engine.connect() as conn:
-            status = conn.execute(select(t.c.status).where(t.c.id == plan.campaign_id)).scalar()
+            got = rawsql.fetch(conn, "SELECT status FROM campaign WHERE id = ?", (plan.campaign_id,))
+        status = got[0][0] if got else None
         return status if status in ("paused", "cancelled") else None
 
-    def _read_and_prepare(self, plan: SendPlan, after: int, n: int,
-                          statuses: Sequence[str]) -> tuple[int, list[_Item], list[dq.Outcome]]:
-        """Read the next rows (no claim yet), check them and compose their messages."""
-        rows = dq.page(self.engine, plan.campaign_id, plan.run, after=after, n=n, statuses=statuses)
-        if not rows:
-            return after, [], []
+    def _read(self, plan: SendPlan, after: int, n: int,
+              statuses: Sequence[str]) -> tuple[list[dq.Claimed], tuple[dict[int, Any], set[str]]]:
+        """The next rows (no claim yet) with their contacts and suppression state: one query."""
+        rows = dq.send_page(self.engine, plan.campaign_id, plan.run, after=after, n=n, statuses=statuses)
         ahead = [dq.Claimed(r.delivery_id, r.contact_id, r.authorization_id,
                             r.message_id or self.composer.message_id(r.delivery_id), new_token(), r.attempts + 1)
                  for r in rows]
-        items, skips = self._prepare(plan, ahead)
-        return rows[-1].delivery_id, items, skips
+        contacts = {r.contact_id: r.contact for r in rows if r.contact is not None}
+        suppressed = {r.contact.email_hash for r in rows if r.contact is not None and r.suppressed}
+        return ahead, (contacts, suppressed)
 
     # -- the run -----------------------------------------------------------------------
     async def run(self, plan: SendPlan, *, statuses: Sequence[str] = (dq.PENDING,)) -> Summary:
@@ -283,7 +291,9 @@ class Sender:
         stop = asyncio.Event()
         db_wake = asyncio.Event()
         prod_wake = asyncio.Event()
-        st: dict[str, Any] = {"inflight": 0, "open": 0, "consecutive": 0, "producing": True, "first_outcome": 0.0}
+        st: dict[str, Any] = {"inflight": 0, "open": 0, "consecutive": 0, "producing": True, "first_outcome": 0.0,
+                              "finals": 0}
+        loop = asyncio.get_running_loop()
         last_progress = [0.0]
         retries: set[asyncio.Task[None]] = set()
 
@@ -311,15 +321,23 @@ class Sender:
                 summary.released += 1
 
         def note(o: dq.Outcome) -> None:
-            if not outcomes:
-                st["first_outcome"] = time.perf_counter()
             outcomes.append(o)
             count(o)
-            db_wake.set()
+            if o.status != dq.DEFERRED:
+                st["finals"] += 1
+            # Wake the database task only when it has something to decide: the first
+            # outcome of a batch (it starts the flush timer) or a full batch.
+            if len(outcomes) == 1:
+                st["first_outcome"] = time.perf_counter()
+                db_wake.set()
+            elif st["finals"] >= chunk:
+                db_wake.set()
 
         def finish(o: dq.Outcome) -> None:
-            note(o)
             st["open"] -= 1
+            note(o)
+            if st["open"] <= 0:
+                db_wake.set()
 
         def pause(reason: str, rules: tuple[str, ...]) -> None:
             if not stop.is_set():
@@ -336,27 +354,35 @@ class Sender:
                         prod_wake.clear()
                         await prod_wake.wait()
                         continue
-                    halted = await asyncio.to_thread(self._operator_stopped, plan)
+                    halted = self._operator_stopped(plan)
                     if halted:  # composed-but-unclaimed rows simply stay pending
                         pause(f"campaign {halted} by an operator", ())
                         break
-                    after, items, sk = await asyncio.to_thread(self._read_and_prepare, plan, after, chunk, statuses)
-                    if not items and not sk:
+                    ahead, known = self._read(plan, after, chunk, statuses)
+                    if not ahead:
                         break
-                    for o in sk:
-                        count(o)
-                    skips.extend(sk)
-                    prepared.extend(items)
-                    db_wake.set()
+                    after = ahead[-1].delivery_id
+                    # Checked, rendered and composed on the loop a few rows at a time, so
+                    # replies from the relay are read between slices.
+                    for i in range(0, len(ahead), PREPARE_SLICE):
+                        await asyncio.sleep(0)
+                        take(*self._prepare(plan, ahead[i:i + PREPARE_SLICE], known))
             finally:
                 st["producing"] = False
                 db_wake.set()
+
+        def take(items: list[_Item], sk: list[dq.Outcome]) -> None:
+            for o in sk:
+                count(o)
+            skips.extend(sk)
+            prepared.extend(items)
+            db_wake.set()
 
         async def database() -> None:
             """Records outcomes and claims the next rows, in one commit per turn."""
             try:
                 while True:
-                    finals = sum(1 for o in outcomes if o.status != dq.DEFERRED)
+                    finals = st["finals"]
                     free = window - st["inflight"] + finals
                     claims: list[_Item] = []
                     if prepared and not stop.is_set() and (free >= chunk or (free > 0 and not st["producing"])):
@@ -371,20 +397,19 @@ class Sender:
                             continue
                         wait = opts.flush_seconds - (time.perf_counter() - st["first_outcome"])
                         if finals < chunk and wait > 0 and (st["producing"] or prepared or st["open"] > 0):
-                            db_wake.clear()
-                            try:  # let a few more outcomes join this commit
-                                await asyncio.wait_for(db_wake.wait(), wait)
-                            except TimeoutError:
-                                pass
-                            else:
-                                continue
+                            db_wake.clear()  # let a few more outcomes join this commit
+                            timer = loop.call_later(wait, db_wake.set)
+                            await db_wake.wait()
+                            timer.cancel()
+                            continue
                     out, sk = outcomes[:], skips[:]
                     outcomes.clear()
                     skips.clear()
-                    finals = sum(1 for o in out if o.status != dq.DEFERRED)
-                    got = await asyncio.to_thread(
+                    st["finals"] = 0
+                    cycle = functools.partial(
                         dq.commit_cycle, self.engine, self.ledger, outcomes=out, claims=[i.claimed for i in claims],
                         skips=sk, campaign_id=plan.campaign_id, statuses=statuses, worker=opts.worker)
+                    got = await asyncio.to_thread(cycle) if COMMIT_IN_THREAD else cycle()
                     st["inflight"] += len(got) - finals
                     for it in claims:
                         if it.claimed.delivery_id in got:  # else another worker has it

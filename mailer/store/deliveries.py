@@ -12,13 +12,14 @@ from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import Engine, bindparam, func, insert, select, update
+from sqlalchemy import Engine, func, insert, select, update
 
 from mailer.compose import message_id
 from mailer.crypto import new_token, token_hash
 from mailer.db import writing
 from mailer.ledger import AUDIENCE, BOUNCE, SEND, Event, Ledger
 from mailer.models import Contact, Delivery, UnsubscribeToken, utcnow
+from mailer.store import rawsql
 from mailer.store.suppressions import suppress_in
 
 PENDING, CLAIMED, SENT, FAILED, SKIPPED, UNCERTAIN = (
@@ -160,65 +161,57 @@ def commit_cycle(
     events: list[Event] = []
     claimed: set[int] = set()
     with writing(engine) as conn:
+        t = rawsql.time_param(conn)(now)
         if outcomes:
             events += _record_in(conn, outcomes, now)
         if skips:
             ids = _still_in(conn, [o.delivery_id for o in skips], statuses)
             mine = [o for o in skips if o.delivery_id in ids]
-            if mine:
-                conn.execute(
-                    update(_T).where(_T.c.id == bindparam("b_id"))
-                    .values(status=SKIPPED, rule_ids=bindparam("b_rules"), updated_at=now),
-                    [{"b_id": o.delivery_id, "b_rules": ",".join(o.event.rule_ids)[:128] if o.event else ""}
-                     for o in mine],
-                )
-                events += [o.event for o in mine if o.event is not None]
+            rawsql.executemany(conn, _SKIP, [(",".join(o.event.rule_ids)[:128] if o.event else "", t, o.delivery_id)
+                                             for o in mine])
+            events += [o.event for o in mine if o.event is not None]
         if claims:
             hashes = _still_in(conn, [c.delivery_id for c in claims], statuses, with_hash=True)
             mine_c = [c for c in claims if c.delivery_id in hashes]
-            if mine_c:
-                conn.execute(
-                    update(_T).where(_T.c.id == bindparam("b_id"))
-                    .values(status=CLAIMED, message_id=bindparam("b_mid"), attempts=bindparam("b_att"),
-                            claimed_at=now, worker=worker or None, updated_at=now),
-                    [{"b_id": c.delivery_id, "b_mid": c.message_id, "b_att": c.attempts} for c in mine_c],
-                )
-                conn.execute(insert(_TOK), [
-                    {"token_hash": token_hash(c.token), "email_hash": hashes[c.delivery_id],
-                     "contact_id": c.contact_id, "campaign_id": campaign_id, "created_at": now}
-                    for c in mine_c])
-                claimed = {c.delivery_id for c in mine_c}
+            rawsql.executemany(conn, _CLAIM, [(c.message_id, c.attempts, t, worker or None, t, c.delivery_id)
+                                              for c in mine_c])
+            rawsql.executemany(conn, _UNSUBSCRIBE_LINK, [(token_hash(c.token), hashes[c.delivery_id], c.contact_id,
+                                               campaign_id, t) for c in mine_c])
+            claimed = {c.delivery_id for c in mine_c}
         if events:
             ledger.append_in(conn, events)
     return claimed
 
 
+# The send path's statements at driver level (mailer.store.rawsql). Identifiers are
+# module constants; every value is bound.
+_SKIP = "UPDATE delivery SET status = 'skipped', rule_ids = ?, updated_at = ? WHERE id = ?"
+_CLAIM = ("UPDATE delivery SET status = 'claimed', message_id = ?, attempts = ?, claimed_at = ?, worker = ?, "
+          "updated_at = ? WHERE id = ?")
+_UNSUBSCRIBE_LINK = ("INSERT INTO unsubscribetoken (token_hash, email_hash, contact_id, campaign_id, created_at) "
+                     "VALUES (?, ?, ?, ?, ?)")
+_RECORD = ("UPDATE delivery SET status = ?, smtp_code = ?, rule_ids = ?, updated_at = ? "
+           "WHERE id = ? AND status = 'claimed'")
+
+
 def _still_in(conn: Any, ids: Sequence[int], statuses: Sequence[str], *, with_hash: bool = False) -> dict[int, str]:
+    """Which of IDS are still in STATUSES (locked against other workers on PostgreSQL)."""
     out: dict[int, str] = {}
+    lock = " FOR UPDATE OF d SKIP LOCKED" if conn.dialect.name == "postgresql" else ""
+    what = "d.id, c.email_hash FROM delivery d JOIN contact c ON c.id = d.contact_id" if with_hash \
+        else "d.id, d.status FROM delivery d"
     for i in range(0, len(ids), 900):
         part = list(ids[i:i + 900])
-        if with_hash:
-            q = select(_T.c.id, _C.c.email_hash).join(_C, _C.c.id == _T.c.contact_id)
-        else:
-            q = select(_T.c.id, _T.c.status)
-        q = q.where(_T.c.id.in_(part), _T.c.status.in_(list(statuses)))
-        if conn.dialect.name == "postgresql":
-            q = q.with_for_update(of=_T, skip_locked=True)
-        out.update({r[0]: r[1] for r in conn.execute(q)})
+        q = f"SELECT {what} WHERE d.id IN ({rawsql.marks(len(part))}) AND d.status IN ({rawsql.marks(len(statuses))}){lock}"  # noqa: S608
+        out.update({r[0]: r[1] for r in rawsql.fetch(conn, q, (*part, *statuses))})
     return out
 
 
 def _record_in(conn: Any, outcomes: Sequence[Outcome], now: Any) -> list[Event]:
     changes = [o for o in outcomes if o.status != DEFERRED]
-    if changes:
-        conn.execute(
-            update(_T)
-            .where(_T.c.id == bindparam("b_id"), _T.c.status == CLAIMED)
-            .values(status=bindparam("b_status"), smtp_code=bindparam("b_code"), rule_ids=bindparam("b_rules"),
-                    updated_at=now),
-            [{"b_id": o.delivery_id, "b_status": o.status, "b_code": o.smtp_code,
-              "b_rules": ",".join(o.event.rule_ids)[:128] if o.event else ""} for o in changes],
-        )
+    t = rawsql.time_param(conn)(now)
+    rawsql.executemany(conn, _RECORD, [(o.status, o.smtp_code, ",".join(o.event.rule_ids)[:128] if o.event else "", t,
+                                        o.delivery_id) for o in changes])
     events = [o.event for o in outcomes if o.event is not None]
     bounces = {o.bounce_hash: o for o in changes if o.bounce_hash and o.status == FAILED}
     if bounces:
@@ -243,6 +236,50 @@ def page(engine: Engine, campaign_id: int, run: int, *, after: int, n: int,
             .order_by(_T.c.id).limit(n)
         ).all()
     return [Row(r.id, r.contact_id, r.authorization_id, r.message_id, r.attempts) for r in rows]
+
+
+@dataclass(frozen=True)
+class SendRow:
+    """A row to send with its contact's ciphertexts and suppression state, read in one query."""
+
+    delivery_id: int
+    contact_id: int
+    authorization_id: int | None
+    message_id: str | None
+    attempts: int
+    contact: Any  # has id, email_hash, email_enc, identity_enc, phi_enc, language; None if the contact is gone
+    suppressed: bool
+
+
+_SEND_PAGE = (
+    "SELECT d.id, d.contact_id, d.authorization_id, d.message_id, d.attempts, c.id AS cid, c.email_hash, "
+    "c.email_enc, c.identity_enc, c.phi_enc, c.language, s.email_hash AS suppressed_hash "
+    "FROM delivery d LEFT JOIN contact c ON c.id = d.contact_id "
+    "LEFT JOIN suppression s ON s.email_hash = c.email_hash "
+    "WHERE d.campaign_id = ? AND d.run = ? AND d.id > ? AND d.status IN ({statuses}) ORDER BY d.id LIMIT ?"
+)
+
+
+@dataclass(frozen=True)
+class _ContactCols:
+    id: int
+    email_hash: str
+    email_enc: bytes
+    identity_enc: bytes
+    phi_enc: bytes | None
+    language: str
+
+
+def send_page(engine: Engine, campaign_id: int, run: int, *, after: int, n: int,
+              statuses: Sequence[str] = (PENDING,)) -> list[SendRow]:
+    """The next n rows after `after` with what the send-time checks need: one query, read only."""
+    q = _SEND_PAGE.format(statuses=rawsql.marks(len(statuses)))
+    with engine.connect() as conn:
+        rows = rawsql.fetch(conn, q, (campaign_id, run, after, *statuses, n))
+    return [SendRow(r[0], r[1], r[2], r[3], r[4],
+                    _ContactCols(r[5], r[6], bytes(r[7]), bytes(r[8]), bytes(r[9]) if r[9] is not None else None, r[10])
+                    if r[5] is not None else None, r[11] is not None)
+            for r in rows]
 
 
 def iter_rows(engine: Engine, campaign_id: int, run: int, *, statuses: Sequence[str] = (PENDING,),
