@@ -19,14 +19,19 @@ the row. A 5xx that says the address does not exist (RCPT 550/551/553 or 5.1.x) 
 suppresses the address as a bounce (BNC-1), in the same commit. A TLS policy failure
 (TLS-1..3) happens before MAIL FROM: nothing left, the row goes back to pending, the
 run pauses. `pause_after_failures` consecutive transport failures pause the run too.
+
+One thread (issue 6, measured). Everything runs on the event loop: reading, checking,
+rendering and composing a few rows at a time between the relay's replies, and one
+commit per batch of outcomes and claims. Threads for the database and the composer were
+tried and cost more: every sqlite call hands the GIL over and back, and the loop then
+waits for it, so the same work took ~40% more CPU per message. Each slice is bounded
+(PREPARE_SLICE rows, one commit of at most a chunk), so no reply waits long.
 """
 
 from __future__ import annotations
 
 import asyncio
-import functools
 import random
-import sys
 import time
 from collections import deque
 from collections.abc import Callable, Mapping, Sequence
@@ -57,9 +62,7 @@ from mailer.store.suppressions import suppressed_among
 from mailer.templates import CompiledTemplate, Rendered
 from mailer.transport import RecipientRejected, SendResult, Transport
 
-SWITCH_INTERVAL = 0.0005  # seconds; see Sender.run
 PREPARE_SLICE = 8
-COMMIT_IN_THREAD = bool(int(__import__("os").environ.get("MAILER_COMMIT_THREAD", "1")))
 
 # (authorizations of one contact, scope, at, third_party) -> (ok, rule IDs, authorization id)
 AuthCheck = Callable[[Sequence[Any], str, datetime, str | None], tuple[bool, tuple[str, ...], int | None]]
@@ -270,9 +273,9 @@ class Sender:
 
     # -- the run -----------------------------------------------------------------------
     async def run(self, plan: SendPlan, *, statuses: Sequence[str] = (dq.PENDING,)) -> Summary:
-        """Three parts: a composer reading ahead (thread), one database task that records
-        outcomes and claims the next composed rows in the same commit (thread), and K
-        sender tasks on the event loop, one per pooled connection."""
+        """Three kinds of task on one loop: a producer reading and composing ahead, one
+        database task that records outcomes and claims the next composed rows in the same
+        commit, and K senders, one per pooled connection."""
         if self.transport is None:
             raise MailerError("Sender.run needs a transport")
         transport = self.transport
@@ -406,10 +409,9 @@ class Sender:
                     outcomes.clear()
                     skips.clear()
                     st["finals"] = 0
-                    cycle = functools.partial(
-                        dq.commit_cycle, self.engine, self.ledger, outcomes=out, claims=[i.claimed for i in claims],
-                        skips=sk, campaign_id=plan.campaign_id, statuses=statuses, worker=opts.worker)
-                    got = await asyncio.to_thread(cycle) if COMMIT_IN_THREAD else cycle()
+                    got = dq.commit_cycle(self.engine, self.ledger, outcomes=out, claims=[i.claimed for i in claims],
+                                          skips=sk, campaign_id=plan.campaign_id, statuses=statuses,
+                                          worker=opts.worker)
                     st["inflight"] += len(got) - finals
                     for it in claims:
                         if it.claimed.delivery_id in got:  # else another worker has it
@@ -479,18 +481,11 @@ class Sender:
                 st["consecutive"] = 0
                 finish(dq.Outcome(it.claimed.delivery_id, dq.SENT, self._event(plan, it, dq.SENT, res, None), res.code))
 
-        # Threads that call into sqlite give up the GIL on every statement and then wait up
-        # to the switch interval (5 ms) to get it back from the composer thread: a convoy
-        # that stretches each commit to tens of ms. A shorter interval keeps turns short.
-        interval = sys.getswitchinterval()
-        sys.setswitchinterval(min(interval, SWITCH_INTERVAL))
         try:
             await asyncio.gather(producer(), database(), *(sender() for _ in range(k)))
         finally:
-            sys.setswitchinterval(interval)
             if outcomes or skips:  # an error above: keep what is known
-                await asyncio.to_thread(dq.commit_cycle, self.engine, self.ledger, outcomes=outcomes[:],
-                                        skips=skips[:], statuses=statuses)
+                dq.commit_cycle(self.engine, self.ledger, outcomes=outcomes[:], skips=skips[:], statuses=statuses)
             summary.elapsed = time.perf_counter() - started
             report(force=True)
         return summary
