@@ -91,10 +91,10 @@ class Suppression(SQLModel, table=True):
 class UnsubscribeToken(SQLModel, table=True):
     """Opaque one-click token (PHI-6): random, stored only as its SHA-256."""
 
-    token_hash: str = Field(primary_key=True, max_length=64)
-    email_hash: str = Field(max_length=64, index=True)
-    contact_id: int | None = Field(default=None, index=True)
-    campaign_id: int | None = Field(default=None, index=True)
+    token_hash: str = Field(primary_key=True, max_length=64)  # the only lookup (see migration 0004)
+    email_hash: str = Field(max_length=64)
+    contact_id: int | None = None
+    campaign_id: int | None = None
     created_at: NaiveDatetime = Field(default_factory=utcnow)
     used_at: NaiveDatetime | None = None
 

@@ -57,6 +57,10 @@ class CompiledTemplate:
     _html: Any = field(repr=False)
     _text: Any = field(repr=False)
     static_from_name: str | None = None
+    # The Jinja sources `_html` and `_text` were compiled from (HTML after CSS inlining and
+    # the preheader): mailer.personalize parses them to prove a skeleton render is exact.
+    html_source: str | None = field(default=None, repr=False)
+    text_source: str | None = field(default=None, repr=False)
 
     def render(self, context: Mapping[str, Any]) -> Rendered:
         try:
@@ -212,6 +216,7 @@ def compile_template(path: Path | str) -> CompiledTemplate:
             _from_name=text_env.from_string(data["from_name"]),
             _html=html_env.from_string(html_inlined),
             _text=text_env.from_string(text_src),
+            html_source=html_inlined, text_source=text_src,
         )
     except TemplateSyntaxError as err:
         raise TemplateError(f"{path}: Jinja syntax error after CSS inlining at line {err.lineno}: {err.message}") from None

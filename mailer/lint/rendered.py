@@ -159,12 +159,15 @@ def _cache_for(settings: LintSettings) -> _LineCache:
     return _LineCache()
 
 
-def _scan_lines(text: str, settings: LintSettings, cache: _LineCache) -> list[Hit]:
-    """scan() line by line, the previous line's tail as context, memoised per line."""
+def _scan_lines(text: str, settings: LintSettings, cache: _LineCache, *, prev: str = "") -> list[Hit]:
+    """scan() line by line, the previous line's tail as context, memoised per line.
+
+    PREV is the line before TEXT's first line, for a caller that scans only part of a
+    text (mailer.personalize rescans only the lines around a recipient's values).
+    """
     hits: list[Hit] = []
     get = cache.lines.get
     offset = 0
-    prev = ""
     for line in text.split("\n"):
         entry = get(line)
         if entry is None or (entry[0] is not None and entry[0] != prev[-_TAIL:]):
