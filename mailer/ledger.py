@@ -204,7 +204,7 @@ class Ledger:
         if conn.dialect.name == "postgresql":
             conn.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": _LOCK_ID})
         got = rawsql.fetch(conn, _LAST)
-        last = got[0] if got else None
+        last: Any = got[0] if got else None
         if last is None:  # empty table: continue from a purge anchor, if there is one
             last = conn.execute(select(self._ckpt.c.seq, self._ckpt.c.entry_hash)
                                 .where(self._ckpt.c.name == PURGED)).first()
