@@ -103,20 +103,21 @@ def child_bare(n: int, k: int, port: int, ca_file: Path) -> dict[str, Any]:
                                    local_hostname="bench.example", timeout=30) for _ in range(k)]
         for c in clients:
             await c.connect()
-        started = time.perf_counter()
+        started, cpu0 = time.perf_counter(), time.process_time()
 
         async def worker(c: aiosmtplib.SMTP, mine: list[Any]) -> None:
             for m in mine:
                 await c.sendmail(m.envelope_from, [m.recipient], m.data)
 
         await asyncio.gather(*(worker(c, msgs[j::k]) for j, c in enumerate(clients)))
-        elapsed = time.perf_counter() - started
+        elapsed, cpu[0] = time.perf_counter() - started, time.process_time() - cpu0
         for c in clients:
             await c.quit()
         return elapsed
 
+    cpu = [0.0]
     elapsed = asyncio.run(main())
-    return {"n": n, "elapsed": elapsed, "rate": n / elapsed, "maxrss_kb": peak_kb()}
+    return {"n": n, "elapsed": elapsed, "rate": n / elapsed, "maxrss_kb": peak_kb(), "cpu_us": cpu[0] / n * 1e6}
 
 
 def child_pipeline(n: int, k: int, port: int, ca_file: Path, folder: Path, dkim: bool = False) -> dict[str, Any]:
@@ -142,18 +143,34 @@ def child_pipeline(n: int, k: int, port: int, ca_file: Path, folder: Path, dkim:
     c = campaigns.create(rt, name="bench", purpose="newsletter", template=_root() / "templates/newsletter",
                          segment=_root() / "segments/newsletter.toml", author="bench")
     started = time.perf_counter()
+    sending.prepare(rt, campaigns.get(rt, c.id or 0))  # freeze the audience: not part of the send rate
+    freeze = time.perf_counter() - started
+    cpu0 = time.process_time()
     summary = asyncio.run(sending.send(rt, c.id or 0, preflight=lambda rt, campaign: None))
-    total = time.perf_counter() - started
+    cpu = time.process_time() - cpu0
     ok = rt.ledger.verify().ok
     rt.dispose()
     return {"n": n, "sent": summary.sent, "elapsed": summary.elapsed, "rate": summary.sent / summary.elapsed,
-            "total": total, "ledger_ok": ok, "maxrss_kb": peak_kb()}
+            "freeze": freeze, "ledger_ok": ok, "maxrss_kb": peak_kb(), "cpu_us": cpu / n * 1e6}
 
 
-def _child(args: list[str]) -> dict[str, Any]:
+def _cpu_seconds(pid: int) -> float:
+    """User + system CPU of a process so far (Linux /proc), to charge the sink per message."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return float("nan")
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def _child(args: list[str], sink_pid: int | None = None) -> dict[str, Any]:
+    before = _cpu_seconds(sink_pid) if sink_pid else 0.0
     out = subprocess.run([sys.executable, "-m", "bench.bench_send", *args], check=True, capture_output=True, text=True,
                          cwd=_root(), timeout=1800)
-    return dict(json.loads(out.stdout.strip().splitlines()[-1]))
+    res = dict(json.loads(out.stdout.strip().splitlines()[-1]))
+    if sink_pid:  # includes the child's connection setup, a few ms
+        res["sink_us"] = (_cpu_seconds(sink_pid) - before) / max(1, int(res["n"])) * 1e6
+    return res
 
 
 # -- the runner -------------------------------------------------------------------------
@@ -178,20 +195,24 @@ def run(quick: bool) -> list[dict[str, Any]]:
             _child(["bare", "--n", "200", *common])  # warm-up: imports, page cache
             for n in sizes:
                 # bare, pipeline, bare: the sink and the machine drift; compare with the mean
-                before = _child(["bare", "--n", str(n), *common])
+                before = _child(["bare", "--n", str(n), *common], sink.pid)
                 d = folder / f"p{n}"
                 d.mkdir()
-                pipe = _child(["pipeline", "--n", str(n), "--dir", str(d), *common])
-                after = _child(["bare", "--n", str(n), *common])
+                pipe = _child(["pipeline", "--n", str(n), "--dir", str(d), *common], sink.pid)
+                after = _child(["bare", "--n", str(n), *common], sink.pid)
                 bare = {"rate": (before["rate"] + after["rate"]) / 2,
                         "maxrss_kb": max(before["maxrss_kb"], after["maxrss_kb"]),
+                        "cpu_us": (before["cpu_us"] + after["cpu_us"]) / 2,
+                        "sink_us": (before["sink_us"] + after["sink_us"]) / 2,
                         "spread": f"{before['rate']:.0f} before, {after['rate']:.0f} after"}
                 ratio = pipe["rate"] / bare["rate"]
                 rows += [
                     {"measure": f"bare aiosmtplib loop, {n} msgs, K={K}", "value": bare["rate"], "unit": "msgs/s",
-                     "note": f"mean of {bare['spread']}; peak RSS {bare['maxrss_kb'] / 1024:.0f} MiB"},
+                     "note": f"mean of {bare['spread']}; CPU/msg client {bare['cpu_us']:.0f} µs, "
+                             f"sink {bare['sink_us']:.0f} µs; peak RSS {bare['maxrss_kb'] / 1024:.0f} MiB"},
                     {"measure": f"full pipeline, {n} msgs, K={K}", "value": pipe["rate"], "unit": "msgs/s",
-                     "note": f"peak RSS {pipe['maxrss_kb'] / 1024:.0f} MiB; incl. freeze {pipe['total']:.1f}s; "
+                     "note": f"CPU/msg client {pipe['cpu_us']:.0f} µs, sink {pipe['sink_us']:.0f} µs; "
+                             f"peak RSS {pipe['maxrss_kb'] / 1024:.0f} MiB; freeze {pipe['freeze']:.1f}s; "
                              f"ledger verifies: {pipe['ledger_ok']}"},
                     {"measure": f"pipeline / bare, {n} msgs", "value": ratio * 100, "unit": "%",
                      "note": "target >= 80%" + ("" if ratio >= 0.8 else " (MISSED)")},
@@ -200,9 +221,10 @@ def run(quick: bool) -> list[dict[str, Any]]:
                 n = sizes[0]
                 d = folder / f"dkim{n}"
                 d.mkdir()
-                pipe = _child(["pipeline", "--n", str(n), "--dir", str(d), "--dkim", *common])
+                pipe = _child(["pipeline", "--n", str(n), "--dir", str(d), "--dkim", *common], sink.pid)
                 rows.append({"measure": f"full pipeline + DKIM Ed25519, {n} msgs", "value": pipe["rate"],
-                             "unit": "msgs/s", "note": f"peak RSS {pipe['maxrss_kb'] / 1024:.0f} MiB"})
+                             "unit": "msgs/s", "note": f"CPU/msg client {pipe['cpu_us']:.0f} µs; "
+                                                       f"peak RSS {pipe['maxrss_kb'] / 1024:.0f} MiB"})
         finally:
             sink.terminate()
             sink.wait(10)
