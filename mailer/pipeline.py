@@ -53,6 +53,7 @@ from mailer.errors import (
 )
 from mailer.ledger import SEND, SKIP, Event, Ledger
 from mailer.models import utcnow
+from mailer.personalize import FastTemplate
 from mailer.ratelimit import RateLimiter
 from mailer.store import deliveries as dq
 from mailer.store import rawsql
@@ -177,6 +178,7 @@ class Sender:
         self.clock = clock
         self.progress = progress
         self.progress_seconds = progress_seconds
+        self._fast: tuple[SendPlan, FastTemplate] | None = None
 
     # -- preparation (worker thread) ----------------------------------------------------
     def _prepare(self, plan: SendPlan, batch: Sequence[dq.Claimed],
@@ -195,6 +197,7 @@ class Sender:
         items: list[_Item] = []
         skips: list[dq.Outcome] = []
         t = plan.template
+        fast = self._fast_template(plan)
         base_url = self.options.unsubscribe_base
         for c in batch:
             now = self.clock()
@@ -225,16 +228,11 @@ class Sender:
                     clinical_values.extend(v if isinstance(v, list) else [v] if v else [])
             view = decrypt_identity(self.keyring, row)
             unsubscribe_url = base_url + c.token
-            context = {
-                "contact": {"first_name": view.identity.get("first_name", ""),
-                            "preferred_name": view.identity.get("preferred_name", ""),
-                            "language": view.language},
-                "center": plan.center,
-                "campaign": {"name": plan.campaign_name},
-                "unsubscribe_url": unsubscribe_url,
-            }
+            contact = {"first_name": view.identity.get("first_name", ""),
+                       "preferred_name": view.identity.get("preferred_name", ""),
+                       "language": view.language}
             try:
-                rendered = t.render(context)
+                rendered = fast.render(contact, unsubscribe_url)
             except MailerError as err:
                 skips.append(dq.Outcome(c.delivery_id, dq.SKIPPED, Event(**base, rule_ids=err.rules or ("PHI-1",))))
                 continue
@@ -252,6 +250,14 @@ class Sender:
             items.append(_Item(c, msg, c.contact_id, row.email_hash, view.email.rpartition("@")[2].lower(),
                                auth_id, valid_until, end_rule))
         return items, skips
+
+    def _fast_template(self, plan: SendPlan) -> FastTemplate:
+        """One skeleton renderer per plan: the center and campaign name are fixed for a run."""
+        if self._fast is None or self._fast[0] is not plan:
+            self._fast = (plan, FastTemplate(plan.template, center=plan.center,
+                                             campaign={"name": plan.campaign_name},
+                                             unsubscribe_base=self.options.unsubscribe_base))
+        return self._fast[1]
 
     def _operator_stopped(self, plan: SendPlan) -> str | None:
         """An operator's `campaign pause` or `cancel` stops a run already sending."""

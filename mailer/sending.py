@@ -22,6 +22,7 @@ from mailer.db import writing
 from mailer.errors import ComplianceRefusal, StateError
 from mailer.ledger import CAMPAIGN, REFUSAL, Event
 from mailer.models import Campaign, utcnow
+from mailer.personalize import Filled
 from mailer.pipeline import AuthCheck, RenderedCheck, Sender, SenderOptions, SendPlan, Summary
 from mailer.ratelimit import RateLimiter
 from mailer.refusal import Refusal
@@ -73,6 +74,8 @@ def rendered_check(rt: Runtime, template: CompiledTemplate | None = None) -> Ren
 
     def check(rendered: Rendered, values: Sequence[str]) -> list[str]:
         own = [v for v in values if v and str(v).lower() not in approved]
+        if isinstance(rendered, Filled):  # filled from a skeleton: only what a value changed is scanned
+            return rendered.blocking_rules(own, settings)
         findings = check_rendered(rendered.parts(), recipient_values=own, settings=settings)
         return [f.rule for f in findings if f.blocking]
 
