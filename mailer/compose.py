@@ -47,10 +47,52 @@ def _header_value(value: str, name: str) -> bytes:
     return Header(value, "utf-8", header_name=name).encode(linesep="\r\n").encode("ascii")
 
 
-def _qp(text: str) -> bytes:
-    body = text.replace("\r\n", "\n").encode("utf-8")
-    encoded = binascii.b2a_qp(body, quotetabs=False, istext=True, header=False)
-    return encoded.replace(b"\n", CRLF)
+def _qp_whole(body: str) -> bytes:
+    return binascii.b2a_qp(body.encode("utf-8"), quotetabs=False, istext=True, header=False)
+
+
+class _QuotedPrintable:
+    """Quoted-printable per line, memoised: a campaign's messages share almost every line.
+
+    Encoding each line with its newline gives the bytes b2a_qp gives for the whole text
+    (a property test holds them equal), so only the lines a recipient's values changed
+    are encoded again. A line is kept once two messages contained it, so a line unique to
+    one recipient (their name, their unsubscribe link) is never held beyond its message.
+    """
+
+    def __init__(self, limit: int = 4096) -> None:
+        self.lines: dict[str, bytes] = {}
+        self.seen: set[int] = set()
+        self.limit = limit
+
+    def __call__(self, text: str) -> bytes:
+        body = text.replace("\r\n", "\n")
+        if "\r" in body:  # a bare CR: b2a_qp treats it across lines, encode the whole
+            return _qp_whole(body).replace(b"\n", CRLF)
+        lines = body.split("\n")
+        last = lines.pop()
+        out: list[bytes] = []
+        get = self.lines.get
+        for line in lines:
+            enc = get(line)
+            if enc is None:
+                enc = _qp_whole(line + "\n")
+                self._keep(line, enc)
+            out.append(enc)
+        if last:
+            out.append(_qp_whole(last))
+        return b"".join(out).replace(b"\n", CRLF)
+
+    def _keep(self, line: str, enc: bytes) -> None:
+        key = hash(line)
+        if key not in self.seen:
+            if len(self.seen) >= self.limit:
+                self.seen.clear()
+            self.seen.add(key)
+            return
+        if len(self.lines) >= self.limit:
+            self.lines.clear()
+        self.lines[line] = enc
 
 
 def message_id(campaign_id: int, delivery_id: int, domain: str) -> str:
@@ -95,6 +137,7 @@ class Composer:
             b"Content-Transfer-Encoding: quoted-printable" + CRLF + CRLF
         self._close = CRLF + b"--" + b + b"--" + CRLF
         self._from_cache: dict[str, bytes] = {}
+        self._qp = _QuotedPrintable()
         self._date_at: datetime | None = None
         self._date_bytes = b""
 
@@ -130,7 +173,8 @@ class Composer:
             ONE_CLICK, CRLF,
             self._fixed,
         ))
-        body = b"".join((CRLF, self._text_open, _qp(rendered.text), self._html_open, _qp(rendered.html), self._close))
+        qp = self._qp
+        body = b"".join((CRLF, self._text_open, qp(rendered.text), self._html_open, qp(rendered.html), self._close))
         data = head + body
         if self.signer is not None:
             data = self.signer(data) + data
