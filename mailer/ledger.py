@@ -66,6 +66,8 @@ _N = len(HASHED_FIELDS)
 # building an encoder per call (verify hashes a million rows).
 _ENCODE = json.JSONEncoder(separators=(",", ":"), ensure_ascii=True).encode
 
+_DETAIL = json.JSONEncoder(sort_keys=True, separators=(",", ":")).encode  # == json.dumps(d, sort_keys=True, ...)
+
 # Driver-level statements for the append path (mailer.store.rawsql: ~3x cheaper per row).
 _COLUMNS = (*HASHED_FIELDS, "entry_hash", "mac")
 # Identifiers are module constants, values are always bound: nothing from input is spliced in.
@@ -224,7 +226,7 @@ class Ledger:
                 ev.recipient_hash, ev.template_hash, ev.message_hash, ev.message_id, ev.relay, ev.tls_version,
                 ev.tls_cipher, ev.smtp_code, scrub(ev.smtp_text)[:512] if ev.smtp_text else None,
                 ev.authorization_id, ",".join(ev.rule_ids), ev.actor,
-                json.dumps(ev.detail, sort_keys=True, separators=(",", ":")), kid, prev,
+                _DETAIL(ev.detail), kid, prev,
             ]
             h = sha256(canonical(values).encode()).hexdigest()
             values[_AT] = stored_time(at)

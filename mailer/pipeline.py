@@ -271,7 +271,8 @@ class Sender:
         """The next rows (no claim yet) with their contacts and suppression state: one query."""
         rows = dq.send_page(self.engine, plan.campaign_id, plan.run, after=after, n=n, statuses=statuses)
         ahead = [dq.Claimed(r.delivery_id, r.contact_id, r.authorization_id,
-                            r.message_id or self.composer.message_id(r.delivery_id), new_token(), r.attempts + 1)
+                            r.message_id or self.composer.message_id(r.delivery_id), new_token(), r.attempts + 1,
+                            r.contact.email_hash if r.contact is not None else "")
                  for r in rows]
         contacts = {r.contact_id: r.contact for r in rows if r.contact is not None}
         suppressed = {r.contact.email_hash for r in rows if r.contact is not None and r.suppressed}
@@ -440,6 +441,8 @@ class Sender:
             ev = self._event(plan, it, dq.FAILED, None, err, rules=("BNC-1",) if bounce else ())
             finish(dq.Outcome(it.claimed.delivery_id, dq.FAILED, ev, err.code, bounce_hash=bounce))
 
+        limited = self.limiter.active
+
         async def sender() -> None:
             while True:
                 it = await queue.get()
@@ -455,7 +458,8 @@ class Sender:
                         message_id=it.message.message_id, authorization_id=it.authorization_id,
                         rule_ids=("SEG-3", it.end_rule), detail={"run": plan.run})))
                     continue
-                await self.limiter.acquire(it.domain)
+                if limited:
+                    await self.limiter.acquire(it.domain)
                 it.tries += 1
                 try:
                     res = await transport.send(it.message)

@@ -37,6 +37,11 @@ class RateLimiter:
             q.popleft()
         return 0.0 if len(q) < limit else self.window - (now - q[0])
 
+    @property
+    def active(self) -> bool:
+        """False when no limit is configured: the sender then skips `acquire` altogether."""
+        return bool(self.interval or self.domain_limits)
+
     async def acquire(self, domain: str) -> None:
         if not self.interval and not self.domain_limits:
             return

@@ -63,3 +63,30 @@ async def test_a_paused_run_resumes_with_what_was_never_claimed(sample_rt, sink)
         conn.execute(update(t).where(t.c.id.in_(ids[: len(ids) // 2])).values(status=dq.SENT))
     summary = await sending.send(rt, c.id, preflight=NO_GATES)
     assert summary.sent == len(ids) - len(ids) // 2 == len(sink.messages)
+
+
+def test_two_senders_claiming_the_same_rows_each_get_a_row_once(sample_rt) -> None:
+    """Two senders read the same page; the second one's claim takes only what the first left
+    (SEND-1: one message per recipient), and only claimed rows get an unsubscribe token."""
+    from mailer.crypto import new_token
+    from mailer.models import UnsubscribeToken
+
+    rt = sample_rt
+    c = newsletter(rt)
+    sending.prepare(rt, sending.get(rt, c.id))
+    rows = dq.send_page(rt.engine, c.id, 0, after=0, n=6)
+
+    def ahead(part: list[dq.SendRow], tag: str) -> list[dq.Claimed]:
+        return [dq.Claimed(r.delivery_id, r.contact_id, r.authorization_id, f"<{tag}.{r.delivery_id}@x>", new_token(),
+                           1, r.contact.email_hash) for r in part]
+
+    first = dq.commit_cycle(rt.engine, rt.ledger, claims=ahead(rows[:4], "a"), campaign_id=c.id)
+    second = dq.commit_cycle(rt.engine, rt.ledger, claims=ahead(rows[2:], "b"), campaign_id=c.id)
+    ids = [r.delivery_id for r in rows]
+    assert first == set(ids[:4]) and second == set(ids[4:])
+    t = Delivery.__table__
+    with rt.engine.connect() as conn:
+        mids = dict(conn.execute(t.select().with_only_columns(t.c.id, t.c.message_id).where(t.c.id.in_(ids))).all())
+        tokens = conn.execute(UnsubscribeToken.__table__.select()).all()
+    assert all(mids[i].startswith("<a.") for i in ids[:4]) and all(mids[i].startswith("<b.") for i in ids[4:])
+    assert len(tokens) == 6  # one per claimed row, none for the two the second sender lost

@@ -45,6 +45,7 @@ class Claimed:
     message_id: str
     token: str  # clear only in memory; the table keeps its SHA-256
     attempts: int
+    email_hash: str = ""  # the contact's lookup hash when the reader had it (saves a query at claim)
 
 
 @dataclass(frozen=True)
@@ -171,10 +172,20 @@ def commit_cycle(
                                              for o in mine])
             events += [o.event for o in mine if o.event is not None]
         if claims:
-            hashes = _still_in(conn, [c.delivery_id for c in claims], statuses, with_hash=True)
+            claim_rows = [(c.message_id, c.attempts, t, worker or None, t, c.delivery_id, *statuses) for c in claims]
+            if conn.dialect.name == "sqlite" and all(c.email_hash for c in claims):
+                # BEGIN IMMEDIATE holds the only write lock: the guarded UPDATE says by its
+                # count whether every row was still free, and needs no SELECT before it.
+                claim_sql = _CLAIM_IF.format(statuses=rawsql.marks(len(statuses)))
+                if rawsql.executemany(conn, claim_sql, claim_rows) == len(claims):
+                    hashes = {c.delivery_id: c.email_hash for c in claims}
+                else:  # another sender took some: ours are the rows with our Message-IDs
+                    ours = _ours(conn, claims)
+                    hashes = {c.delivery_id: c.email_hash for c in claims if c.delivery_id in ours}
+            else:
+                hashes = _still_in(conn, [c.delivery_id for c in claims], statuses, with_hash=True)
+                rawsql.executemany(conn, _CLAIM, [r[:6] for r in claim_rows if r[5] in hashes])
             mine_c = [c for c in claims if c.delivery_id in hashes]
-            rawsql.executemany(conn, _CLAIM, [(c.message_id, c.attempts, t, worker or None, t, c.delivery_id)
-                                              for c in mine_c])
             rawsql.executemany(conn, _UNSUBSCRIBE_LINK, [(token_hash(c.token), hashes[c.delivery_id], c.contact_id,
                                                campaign_id, t) for c in mine_c])
             claimed = {c.delivery_id for c in mine_c}
@@ -188,10 +199,23 @@ def commit_cycle(
 _SKIP = "UPDATE delivery SET status = 'skipped', rule_ids = ?, updated_at = ? WHERE id = ?"
 _CLAIM = ("UPDATE delivery SET status = 'claimed', message_id = ?, attempts = ?, claimed_at = ?, worker = ?, "
           "updated_at = ? WHERE id = ?")
+_CLAIM_IF = ("UPDATE delivery SET status = 'claimed', message_id = ?, attempts = ?, claimed_at = ?, worker = ?, "
+             "updated_at = ? WHERE id = ? AND status IN ({statuses})")
 _UNSUBSCRIBE_LINK = ("INSERT INTO unsubscribetoken (token_hash, email_hash, contact_id, campaign_id, created_at) "
                      "VALUES (?, ?, ?, ?, ?)")
 _RECORD = ("UPDATE delivery SET status = ?, smtp_code = ?, rule_ids = ?, updated_at = ? "
            "WHERE id = ? AND status = 'claimed'")
+
+
+def _ours(conn: Any, claims: Sequence[Claimed]) -> set[int]:
+    """Which CLAIMS this transaction claimed: claimed rows carrying our Message-IDs."""
+    ours: set[int] = set()
+    for i in range(0, len(claims), 400):
+        part = claims[i:i + 400]
+        q = f"SELECT id, message_id FROM delivery WHERE status = 'claimed' AND id IN ({rawsql.marks(len(part))})"  # noqa: S608
+        mids = {c.delivery_id: c.message_id for c in part}
+        ours.update(r[0] for r in rawsql.fetch(conn, q, tuple(c.delivery_id for c in part)) if mids.get(r[0]) == r[1])
+    return ours
 
 
 def _still_in(conn: Any, ids: Sequence[int], statuses: Sequence[str], *, with_hash: bool = False) -> dict[int, str]:

@@ -60,14 +60,17 @@ def _cursor(conn: Connection) -> Any:
     return conn.connection.driver_connection.cursor()  # type: ignore[union-attr]
 
 
-def executemany(conn: Connection, statement: str, rows: Sequence[tuple[Any, ...]]) -> None:
-    """Run STATEMENT once per row in one driver call, inside the caller's transaction."""
-    if rows:
-        cur = _cursor(conn)
-        try:
-            cur.executemany(sql(conn, statement), list(rows))
-        finally:
-            cur.close()
+def executemany(conn: Connection, statement: str, rows: Sequence[tuple[Any, ...]]) -> int:
+    """Run STATEMENT once per row in one driver call, inside the caller's transaction.
+    Returns the rows changed, as the driver counts them (sqlite3: the total)."""
+    if not rows:
+        return 0
+    cur = _cursor(conn)
+    try:
+        cur.executemany(sql(conn, statement), list(rows))
+        return int(cur.rowcount)
+    finally:
+        cur.close()
 
 
 def fetch(conn: Connection, statement: str, params: tuple[Any, ...] = ()) -> list[tuple[Any, ...]]:
