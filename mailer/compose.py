@@ -18,6 +18,7 @@ from email.header import Header
 from email.utils import format_datetime, formataddr
 
 from mailer.errors import InputError
+from mailer.memo import RepeatMemo
 from mailer.templates import Rendered
 
 CRLF = b"\r\n"
@@ -61,9 +62,7 @@ class _QuotedPrintable:
     """
 
     def __init__(self, limit: int = 4096) -> None:
-        self.lines: dict[str, bytes] = {}
-        self.seen: set[int] = set()
-        self.limit = limit
+        self.lines: RepeatMemo[str, bytes] = RepeatMemo(limit)
 
     def __call__(self, text: str) -> bytes:
         body = text.replace("\r\n", "\n")
@@ -77,22 +76,11 @@ class _QuotedPrintable:
             enc = get(line)
             if enc is None:
                 enc = _qp_whole(line + "\n")
-                self._keep(line, enc)
+                self.lines.offer(line, enc)
             out.append(enc)
         if last:
             out.append(_qp_whole(last))
         return b"".join(out).replace(b"\n", CRLF)
-
-    def _keep(self, line: str, enc: bytes) -> None:
-        key = hash(line)
-        if key not in self.seen:
-            if len(self.seen) >= self.limit:
-                self.seen.clear()
-            self.seen.add(key)
-            return
-        if len(self.lines) >= self.limit:
-            self.lines.clear()
-        self.lines[line] = enc
 
 
 def message_id(campaign_id: int, delivery_id: int, domain: str) -> str:

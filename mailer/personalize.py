@@ -85,6 +85,7 @@ from mailer.lint.findings import CODES, ERROR
 from mailer.lint.patterns import Hit
 from mailer.lint.rendered import _cache_for, _find_words, _needles, _scan_lines, check_rendered
 from mailer.lint.settings import LintSettings
+from mailer.memo import RepeatMemo
 from mailer.templates import CompiledTemplate, Rendered
 
 __all__ = ["FastTemplate", "Filled"]
@@ -430,22 +431,13 @@ class _Checks:
             for prev, line in body.static_lines:
                 rules |= _rules(_scan_lines(line, settings, self.cache, prev=prev))
         self.static_rules = frozenset(rules)
-        self._seen: set[int] = set()
         # (which header or region, the values it holds) -> blocking rules
-        self.memo: dict[tuple[int, object], frozenset[str]] = {}
+        self.memo: RepeatMemo[tuple[int, object], frozenset[str]] = RepeatMemo(_MAX_CACHED)
 
     def scan(self, key: tuple[int, object], text: str, prev: str) -> frozenset[str]:
         """Blocking rules of TEXT after the line PREV, remembered under KEY (see `memo`)."""
         rules = _rules(_scan_lines(text, self.settings, self.cache, prev=prev))
-        h = hash(key)
-        if h not in self._seen:
-            if len(self._seen) >= _MAX_CACHED:
-                self._seen.clear()
-            self._seen.add(h)
-        else:
-            if len(self.memo) >= _MAX_CACHED:
-                self.memo.clear()
-            self.memo[key] = rules
+        self.memo.offer(key, rules)
         return rules
 
 
@@ -476,8 +468,7 @@ class _Shape:
         self._checks: dict[LintSettings, _Checks] = {}
         self._last: _Checks | None = None
         self._low_texts = [text.lower() for text in texts.values()]
-        self._static_values: dict[tuple[str, ...], bool | None] = {}
-        self._seen_words: set[int] = set()
+        self._static_values: RepeatMemo[tuple[str, ...], bool | None] = RepeatMemo(_MAX_CACHED)
         self._windows: dict[int, _Filler] = {}
 
     def windows(self, need: int) -> _Filler:
@@ -541,15 +532,7 @@ class _Shape:
                        for i, seg in enumerate(body.segments)):
                     found = True
                     break
-        h = hash(words)
-        if h not in self._seen_words:
-            if len(self._seen_words) >= _MAX_CACHED:
-                self._seen_words.clear()
-            self._seen_words.add(h)
-        else:
-            if len(self._static_values) >= _MAX_CACHED:
-                self._static_values.clear()
-            self._static_values[words] = found
+        self._static_values.offer(words, found)
         return found
 
 

@@ -24,6 +24,7 @@ from markupsafe import escape
 from mailer.lint.findings import Finding, finding
 from mailer.lint.patterns import Hit, scan
 from mailer.lint.settings import LintSettings
+from mailer.memo import RepeatMemo
 
 _TAIL = 64  # characters of the previous line a pattern may look back into (dates, "fax")
 _CACHE_LINES = 4096
@@ -139,19 +140,10 @@ class _LineCache:
     """
 
     def __init__(self) -> None:
-        self.lines: dict[str, tuple[str | None, tuple[Hit, ...]]] = {}
-        self.seen: set[int] = set()
+        self.lines: RepeatMemo[str, tuple[str | None, tuple[Hit, ...]]] = RepeatMemo(_CACHE_LINES)
 
     def store(self, line: str, tail: str | None, hits: tuple[Hit, ...]) -> None:
-        key = hash(line)
-        if key not in self.seen:
-            if len(self.seen) >= _CACHE_LINES:
-                self.seen.clear()
-            self.seen.add(key)
-            return
-        if len(self.lines) >= _CACHE_LINES:
-            self.lines.clear()
-        self.lines[line] = (tail, hits)
+        self.lines.offer(line, (tail, hits))
 
 
 @lru_cache(maxsize=8)
