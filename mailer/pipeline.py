@@ -58,8 +58,7 @@ from mailer.ratelimit import RateLimiter
 from mailer.store import deliveries as dq
 from mailer.store import rawsql
 from mailer.store.auth_records import authorizations_for
-from mailer.store.contacts import contacts_by_id, decrypt_clinical, decrypt_identity
-from mailer.store.suppressions import suppressed_among
+from mailer.store.contacts import decrypt_clinical, decrypt_identity
 from mailer.templates import CompiledTemplate, Rendered
 from mailer.transport import RecipientRejected, SendResult, Transport
 
@@ -182,14 +181,10 @@ class Sender:
 
     # -- preparation (worker thread) ----------------------------------------------------
     def _prepare(self, plan: SendPlan, batch: Sequence[dq.Claimed],
-                 known: tuple[Mapping[int, Any], set[str]] | None = None) -> tuple[list[_Item], list[dq.Outcome]]:
+                 known: tuple[Mapping[int, Any], set[str]]) -> tuple[list[_Item], list[dq.Outcome]]:
         """The checks at send time, then render and compose. KNOWN: contacts by id and the
-        suppressed hashes among them, when the caller read them with the rows."""
-        if known is None:
-            rows: Mapping[int, Any] = contacts_by_id(self.engine, (c.contact_id for c in batch))
-            suppressed = suppressed_among(self.engine, (r.email_hash for r in rows.values()))
-        else:
-            rows, suppressed = known
+        suppressed hashes among them, read with the rows (`_ahead`)."""
+        rows, suppressed = known
         # SEG-3 re-check: only the scope's records of recipients not suppressed are decrypted.
         auths = (authorizations_for(self.engine, self.keyring,
                                     [i for i, r in rows.items() if r.email_hash not in suppressed], plan.scope)
@@ -266,12 +261,15 @@ class Sender:
         status = got[0][0] if got else None
         return status if status in ("paused", "cancelled") else None
 
-    def _read(self, plan: SendPlan, after: int, n: int,
-              statuses: Sequence[str]) -> tuple[list[dq.Claimed], tuple[dict[int, Any], set[str]]]:
-        """The next rows (no claim yet) with their contacts and suppression state: one query."""
-        rows = dq.send_page(self.engine, plan.campaign_id, plan.run, after=after, n=n, statuses=statuses)
+    def _ahead(self, rows: Sequence[dq.SendRow], *, dry_run: bool = False
+               ) -> tuple[list[dq.Claimed], tuple[dict[int, Any], set[str]]]:
+        """Claims-to-be for ROWS (Message-ID, unsubscribe token) and what `_prepare` needs of them.
+
+        A resend keeps the row's Message-ID so receivers can de-duplicate. A dry run's
+        token is a placeholder that unsubscribes nobody."""
         ahead = [dq.Claimed(r.delivery_id, r.contact_id, r.authorization_id,
-                            r.message_id or self.composer.message_id(r.delivery_id), new_token(), r.attempts + 1,
+                            r.message_id or self.composer.message_id(r.delivery_id),
+                            "dry-run" if dry_run else new_token(), r.attempts + (0 if dry_run else 1),
                             r.contact.email_hash if r.contact is not None else "")
                  for r in rows]
         contacts = {r.contact_id: r.contact for r in rows if r.contact is not None}
@@ -368,7 +366,8 @@ class Sender:
                     if halted:  # composed-but-unclaimed rows simply stay pending
                         pause(f"campaign {halted} by an operator", ())
                         break
-                    ahead, known = self._read(plan, after, chunk, statuses)
+                    ahead, known = self._ahead(dq.send_page(self.engine, plan.campaign_id, plan.run, after=after,
+                                                            n=chunk, statuses=statuses))
                     if not ahead:
                         break
                     after = ahead[-1].delivery_id
@@ -511,11 +510,8 @@ class Sender:
         summary = Summary(plan.campaign_id, plan.run, dry_run=True)
         started = time.perf_counter()
         out_dir.mkdir(parents=True, exist_ok=True)
-        for page in dq.iter_rows(self.engine, plan.campaign_id, plan.run, statuses=statuses):
-            preview = [dq.Claimed(r.delivery_id, r.contact_id, r.authorization_id,
-                                  r.message_id or self.composer.message_id(r.delivery_id), "dry-run", r.attempts)
-                       for r in page]
-            items, skips = self._prepare(plan, preview)
+        for page in dq.iter_send_pages(self.engine, plan.campaign_id, plan.run, statuses=statuses):
+            items, skips = self._prepare(plan, *self._ahead(page, dry_run=True))
             for s in skips:
                 key = ",".join(s.event.rule_ids) if s.event else "-"
                 summary.skipped[key] = summary.skipped.get(key, 0) + 1

@@ -18,7 +18,7 @@ from mailer.compose import message_id
 from mailer.crypto import new_token, token_hash
 from mailer.db import writing
 from mailer.ledger import AUDIENCE, BOUNCE, SEND, Event, Ledger
-from mailer.models import Contact, Delivery, UnsubscribeToken, utcnow
+from mailer.models import Delivery, utcnow
 from mailer.store import rawsql
 from mailer.store.suppressions import suppress_in
 
@@ -33,8 +33,6 @@ PENDING, CLAIMED, SENT, FAILED, SKIPPED, UNCERTAIN = (
 DEFERRED = "deferred"  # an attempt that will be retried: a ledger entry, no state change
 FINAL = (SENT, FAILED, SKIPPED)
 _T = Delivery.__table__  # type: ignore[attr-defined]
-_TOK = UnsubscribeToken.__table__  # type: ignore[attr-defined]
-_C = Contact.__table__  # type: ignore[attr-defined]
 
 
 @dataclass(frozen=True)
@@ -45,7 +43,7 @@ class Claimed:
     message_id: str
     token: str  # clear only in memory; the table keeps its SHA-256
     attempts: int
-    email_hash: str = ""  # the contact's lookup hash when the reader had it (saves a query at claim)
+    email_hash: str  # the contact's lookup hash, read with the row: the unsubscribe token is filed under it
 
 
 @dataclass(frozen=True)
@@ -55,15 +53,6 @@ class Outcome:
     event: Event | None = None
     smtp_code: int | None = None
     bounce_hash: str | None = None  # a 5xx "no such address": suppress it (BNC-1) in the same commit
-
-
-@dataclass(frozen=True)
-class Row:
-    delivery_id: int
-    contact_id: int
-    authorization_id: int | None
-    message_id: str | None
-    attempts: int
 
 
 def freeze_audience(
@@ -131,10 +120,11 @@ def claim_batch(
     statuses: Sequence[str] = (PENDING,),
 ) -> list[Claimed]:
     """Read up to n rows and claim them in one commit (the same claim step the Sender uses)."""
-    rows = page(engine, campaign_id, run, after=0, n=n, statuses=statuses)
+    rows = [r for r in send_page(engine, campaign_id, run, after=0, n=n, statuses=statuses) if r.contact is not None]
     # Keep an existing Message-ID on a resend so receivers can de-duplicate.
     ahead = [Claimed(r.delivery_id, r.contact_id, r.authorization_id,
-                     r.message_id or message_id(campaign_id, r.delivery_id, domain), new_token(), r.attempts + 1)
+                     r.message_id or message_id(campaign_id, r.delivery_id, domain), new_token(), r.attempts + 1,
+                     r.contact.email_hash)
              for r in rows]
     got = commit_cycle(engine, ledger, claims=ahead, campaign_id=campaign_id, statuses=statuses, worker=worker)
     return [c for c in ahead if c.delivery_id in got]
@@ -173,20 +163,18 @@ def commit_cycle(
             events += [o.event for o in mine if o.event is not None]
         if claims:
             claim_rows = [(c.message_id, c.attempts, t, worker or None, t, c.delivery_id, *statuses) for c in claims]
-            if conn.dialect.name == "sqlite" and all(c.email_hash for c in claims):
+            if conn.dialect.name == "sqlite":
                 # BEGIN IMMEDIATE holds the only write lock: the guarded UPDATE says by its
                 # count whether every row was still free, and needs no SELECT before it.
                 claim_sql = _CLAIM_IF.format(statuses=rawsql.marks(len(statuses)))
-                if rawsql.executemany(conn, claim_sql, claim_rows) == len(claims):
-                    hashes = {c.delivery_id: c.email_hash for c in claims}
-                else:  # another sender took some: ours are the rows with our Message-IDs
-                    ours = _ours(conn, claims)
-                    hashes = {c.delivery_id: c.email_hash for c in claims if c.delivery_id in ours}
-            else:
-                hashes = _still_in(conn, [c.delivery_id for c in claims], statuses, with_hash=True)
-                rawsql.executemany(conn, _CLAIM, [r[:6] for r in claim_rows if r[5] in hashes])
-            mine_c = [c for c in claims if c.delivery_id in hashes]
-            rawsql.executemany(conn, _UNSUBSCRIBE_LINK, [(token_hash(c.token), hashes[c.delivery_id], c.contact_id,
+                changed = rawsql.executemany(conn, claim_sql, claim_rows)
+                # on a shortfall another sender took some: ours are the rows with our Message-IDs
+                ours = {c.delivery_id for c in claims} if changed == len(claims) else _ours(conn, claims)
+            else:  # FOR UPDATE SKIP LOCKED: rows another worker holds are left to it
+                ours = set(_still_in(conn, [c.delivery_id for c in claims], statuses))
+                rawsql.executemany(conn, _CLAIM, [r[:6] for r in claim_rows if r[5] in ours])
+            mine_c = [c for c in claims if c.delivery_id in ours]
+            rawsql.executemany(conn, _UNSUBSCRIBE_LINK, [(token_hash(c.token), c.email_hash, c.contact_id,
                                                campaign_id, t) for c in mine_c])
             claimed = {c.delivery_id for c in mine_c}
         if events:
@@ -218,15 +206,13 @@ def _ours(conn: Any, claims: Sequence[Claimed]) -> set[int]:
     return ours
 
 
-def _still_in(conn: Any, ids: Sequence[int], statuses: Sequence[str], *, with_hash: bool = False) -> dict[int, str]:
+def _still_in(conn: Any, ids: Sequence[int], statuses: Sequence[str]) -> dict[int, str]:
     """Which of IDS are still in STATUSES (locked against other workers on PostgreSQL)."""
     out: dict[int, str] = {}
-    lock = " FOR UPDATE OF d SKIP LOCKED" if conn.dialect.name == "postgresql" else ""
-    what = "d.id, c.email_hash FROM delivery d JOIN contact c ON c.id = d.contact_id" if with_hash \
-        else "d.id, d.status FROM delivery d"
+    lock = " FOR UPDATE SKIP LOCKED" if conn.dialect.name == "postgresql" else ""
     for i in range(0, len(ids), 900):
         part = list(ids[i:i + 900])
-        q = f"SELECT {what} WHERE d.id IN ({rawsql.marks(len(part))}) AND d.status IN ({rawsql.marks(len(statuses))}){lock}"  # noqa: S608
+        q = f"SELECT id, status FROM delivery WHERE id IN ({rawsql.marks(len(part))}) AND status IN ({rawsql.marks(len(statuses))}){lock}"  # noqa: S608
         out.update({r[0]: r[1] for r in rawsql.fetch(conn, q, (*part, *statuses))})
     return out
 
@@ -247,19 +233,6 @@ def _record_in(conn: Any, outcomes: Sequence[Outcome], now: Any) -> list[Event]:
                          smtp_code=o.smtp_code, rule_ids=("BNC-1",), detail={"source": "smtp-reply"})
                    for h, o in bounces.items()]
     return events
-
-
-def page(engine: Engine, campaign_id: int, run: int, *, after: int, n: int,
-         statuses: Sequence[str] = (PENDING,)) -> list[Row]:
-    """The next n rows in `statuses` after id `after`, read only (the sender composes ahead of claiming)."""
-    with engine.connect() as conn:
-        rows = conn.execute(
-            select(_T.c.id, _T.c.contact_id, _T.c.authorization_id, _T.c.message_id, _T.c.attempts)
-            .where(_T.c.campaign_id == campaign_id, _T.c.run == run, _T.c.status.in_(list(statuses)),
-                   _T.c.id > after)
-            .order_by(_T.c.id).limit(n)
-        ).all()
-    return [Row(r.id, r.contact_id, r.authorization_id, r.message_id, r.attempts) for r in rows]
 
 
 @dataclass(frozen=True)
@@ -306,12 +279,12 @@ def send_page(engine: Engine, campaign_id: int, run: int, *, after: int, n: int,
             for r in rows]
 
 
-def iter_rows(engine: Engine, campaign_id: int, run: int, *, statuses: Sequence[str] = (PENDING,),
-              size: int = 500) -> Iterator[list[Row]]:
-    """Read-only pages of rows in id order (the dry run: nothing is claimed)."""
+def iter_send_pages(engine: Engine, campaign_id: int, run: int, *, statuses: Sequence[str] = (PENDING,),
+                    size: int = 500) -> Iterator[list[SendRow]]:
+    """Read-only pages of `send_page` rows in id order (the dry run: nothing is claimed)."""
     after = 0
     while True:
-        rows = page(engine, campaign_id, run, after=after, n=size, statuses=statuses)
+        rows = send_page(engine, campaign_id, run, after=after, n=size, statuses=statuses)
         if not rows:
             return
         yield rows
