@@ -98,9 +98,9 @@ def nearest(rule_id: str, n: int = 3) -> list[str]:
     return list(dict.fromkeys(picks))[:n]
 
 
-def pointer(rule_id: str) -> str:
+def pointer(*rule_ids: str) -> str:
     """The hint that ends a refusal, finding or preflight line: where the rule is explained."""
-    return f"see `mailer rules {rule_id}`"
+    return "see " + ", ".join(f"mailer rules {r}" for r in dict.fromkeys(rule_ids))
 
 
 def render_text(rule: Rule) -> str:
