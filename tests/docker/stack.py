@@ -189,6 +189,7 @@ class Stack:
         self.procs: dict[str, subprocess.Popen[bytes]] = {}
         self.logs: dict[str, Path] = {}
         self.ran: list[str] = []
+        self.completed: set[str] = set()
         for name, svc in self.services.items():
             if self._is_ours(svc):
                 self.ports[name] = {int(p): free_port() for p in svc.get("expose", [])}
@@ -366,14 +367,17 @@ class Stack:
             else:
                 self.start(dep, wait=condition == "service_healthy")
 
-    def _run_once(self, name: str) -> subprocess.CompletedProcess[bytes]:
+    def _run_once(self, name: str) -> None:
+        """A one-shot service: runs once per `up` (Docker keeps its exited container)."""
+        if name in self.completed:
+            return
         self._start_deps(name)
         proc = self._popen(name, self.argv(name), stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
         out, _ = proc.communicate(timeout=180)
         self.ran.append(name)
         if proc.returncode != 0:
             raise StackError(f"service {name} exited {proc.returncode}: {out.decode(errors='replace')[-3000:]}")
-        return subprocess.CompletedProcess(proc.args, proc.returncode, out, b"")
+        self.completed.add(name)
 
     def start(self, name: str, *, wait: bool) -> None:
         if name in self.procs and self.procs[name].poll() is None:
@@ -423,6 +427,7 @@ class Stack:
 
     def up(self) -> None:
         """`up -d --wait`: every service without a profile, in dependency order, healthy."""
+        self.completed.clear()
         for name in dependency_order(self.services, self.default_services()):
             if name in self.external:
                 continue
