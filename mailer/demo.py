@@ -1,7 +1,8 @@
-"""`make demo`: a whole campaign on embedded defaults, against a local STARTTLS sink.
+"""`make demo`: a whole campaign on embedded defaults, against `mailer sink`.
 
-Runs the real CLI commands in-process in a scratch folder, with a certificate made on
-the spot and trusted only by this run. Sample data is synthetic (example.* domains).
+Runs the real CLI commands in-process in a scratch folder, against the same local
+STARTTLS sink as `mailer sink` (a throwaway CA trusted only by this run's config; each
+message kept as an .eml file in .demo/sink/). Sample data is synthetic (example.* domains).
 """
 
 from __future__ import annotations
@@ -16,8 +17,7 @@ from pathlib import Path
 from rich.console import Console
 from rich.rule import Rule
 
-from mailer.devcerts import make_dev_certs
-from mailer.devsink import RecordingHandler, start_sink
+from mailer.sink import LocalSink
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -63,12 +63,15 @@ def run_demo(folder: Path, console: Console | None = None, *, extra_steps: Seque
     if folder.exists():
         shutil.rmtree(folder)
     folder.mkdir(parents=True)
-    certs = make_dev_certs(folder / "certs")
-    handler = RecordingHandler()
-    controller, port = start_sink(handler, cert_file=certs.cert_file, key_file=certs.key_file)
-    config = _config(folder, port, certs.ca_file)
+    received: list[str] = []
+    sink = LocalSink(out=folder / "sink", port=0, report=received.append)
+    port = sink.start()
+    assert sink.certs is not None
+    config = _config(folder, port, sink.certs.ca_file)
     console.print(Rule("mailer demo"))
-    console.print(f"scratch folder {folder}; STARTTLS sink on 127.0.0.1:{port} with a certificate made for this run")
+    console.print(f"scratch folder {folder}; `mailer sink --out {folder / 'sink'} --port 0` listening on "
+                  f"127.0.0.1:{port} with a CA made for this run; its settings:")
+    console.print(sink.settings(), markup=False)
 
     def mailer(*args: str, expect: int = 0, who: str = "marketer") -> None:
         console.print(f"\n[bold cyan]$ mailer {shlex.join(args)}[/]  [dim]({who})[/]")
@@ -105,13 +108,16 @@ def run_demo(folder: Path, console: Console | None = None, *, extra_steps: Seque
         mailer("ledger", "tail", "-n", "8", who="compliance")
         mailer("ledger", "verify", who="compliance")
     finally:
-        controller.stop()
-    msgs = handler.messages
-    one_rcpt = all(m.rcpt_commands == 1 and len(m.rcpt_tos) == 1 for m in msgs)
-    tls = all(m.tls_at_mail_from for m in msgs)
-    versions = sorted({m.tls_version or "none" for m in msgs})
+        sink.stop()
+    assert sink.writer is not None
+    stats = sink.writer.stats
     console.print(Rule("what the sink received"))
-    console.print(f"{len(msgs)} message(s); one RCPT TO per transaction: {'yes' if one_rcpt else 'NO'} (SEND-1); "
-                  f"TLS before MAIL FROM: {'yes' if tls else 'NO'} ({', '.join(versions)}) (TLS-1)")
+    for line in received[:3]:
+        console.print(line, markup=False)
+    if len(received) > 3:
+        console.print(f"... {len(received) - 3} more in {folder / 'sink'}/", markup=False)
+    console.print(f"{stats.messages} message(s); one RCPT TO per transaction: {'yes' if stats.one_rcpt_each else 'NO'} "
+                  f"(SEND-1); TLS before MAIL FROM: {'yes' if stats.tls_each else 'NO'} "
+                  f"({', '.join(sorted(stats.tls_versions))}) (TLS-1)")
     console.print(f"demo finished in {time.perf_counter() - started:.1f}s")
-    return 0 if msgs and one_rcpt and tls else 1
+    return 0 if stats.messages and stats.one_rcpt_each and stats.tls_each else 1

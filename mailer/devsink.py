@@ -89,7 +89,7 @@ class _Controller(Controller):
 
 
 def start_sink(
-    handler: RecordingHandler,
+    handler: Any,  # RecordingHandler, mailer.sink.EmlWriter, or any aiosmtpd handler
     *,
     cert_file: Path | None,
     key_file: Path | None,

@@ -290,8 +290,10 @@ class Worker:
     """`mailer worker`: holds the scheduler lock, runs the scheduler, sends what fires."""
 
     def __init__(self, rt: Runtime, *, misfire_grace: int = DEFAULT_MISFIRE_GRACE, poll: float = 5.0,
-                 name: str = "", transport_factory: Callable[[], Any] | None = None) -> None:
+                 name: str = "", transport_factory: Callable[[], Any] | None = None,
+                 heartbeat: Path | None = None) -> None:
         self.rt = rt
+        self.heartbeat = heartbeat  # touched after start and every poll: the container health check
         self.misfire_grace = misfire_grace
         self.poll = poll
         self.name = name or f"worker-{os.getpid()}"
@@ -391,6 +393,10 @@ class Worker:
                                    id=f"resume-{cid}", jobstore="memory", replace_existing=True,
                                    misfire_grace_time=None)
 
+    def beat(self) -> None:
+        if self.heartbeat is not None:
+            self.heartbeat.touch()
+
     def tick(self) -> None:
         """Look at the job store again: jobs added by other processes are seen here."""
         if self.scheduler is not None:
@@ -409,11 +415,13 @@ class Worker:
             if not held:
                 return
             self.start()
+            self.beat()
             if ready:
                 ready()
             try:
                 while not stop.wait(self.poll):
                     self.tick()
+                    self.beat()
             finally:
                 self.stop()
 

@@ -13,6 +13,7 @@ from mailer import approvals, campaigns, preflight, sending
 from mailer.cli.common import actor, new_app, out, print_json, runtime
 from mailer.errors import EXIT_REFUSED
 from mailer.models import Campaign
+from mailer.rules import pointer
 from mailer.store import deliveries as dq
 
 campaign_app = new_app("Campaigns: create, submit, approve, check, schedule, send and follow them.")
@@ -60,7 +61,7 @@ def _print_packet(p: approvals.ReviewPacket) -> None:
               + f"; CAN-SPAM: {'commercial' if cls.commercial else 'transactional'} [{', '.join(cls.rules)}]",
               markup=False)
     for w in cls.warnings:
-        out.print(f"  WARN {w.rule}: {w.reason} ({w.fix})", markup=False)
+        out.print(f"  WARN {w.rule}: {w.reason} ({w.fix}); {pointer(w.rule)}", markup=False)
     sc = p.segment_counts
     if sc:
         out.print(f"  segment {sc.get('segment')}: considered {sc.get('considered')}, matched {sc.get('matched')}, "
@@ -71,7 +72,7 @@ def _print_packet(p: approvals.ReviewPacket) -> None:
         out.print(f"    waived {wv['code']} ({wv['rule']}) {wv['file']}:{wv['line']} by {wv.get('waived_by')}: {wv.get('reason')}",
                   markup=False)
     for r in p.refusals:
-        out.print(f"  BLOCKS APPROVAL {r.rule}: {r.reason}", markup=False)
+        out.print(f"  BLOCKS APPROVAL {r.rule}: {r.reason}; {pointer(r.rule)}", markup=False)
 
 
 @campaign_app.command("review")
@@ -120,7 +121,7 @@ def check(ctx: typer.Context, campaign_id: CampaignId, fmt: Format = "text") -> 
                   markup=False)
         for g in report.gates:
             mark = "pass" if g.ok else ("WARN" if g.severity == "warning" else "FAIL")
-            out.print(f"  {mark:4}  {g.rule:7} {g.name:11} {g.detail}", markup=False)
+            out.print(f"  {mark:4}  {g.rule:7} {g.name:11} {g.detail}; {pointer(g.rule)}", markup=False)
             if not g.ok and g.fix:
                 out.print(f"{'':21}fix: {g.fix}", markup=False)
     if not report.ok:

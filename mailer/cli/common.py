@@ -16,6 +16,7 @@ from typer.core import TyperGroup
 from mailer.config import load_settings
 from mailer.errors import ComplianceRefusal, ImportRejected, MailerError
 from mailer.redact import RedactingFilter
+from mailer.rules import pointer
 from mailer.runtime import Runtime
 
 out = Console(highlight=False, soft_wrap=True, width=None if sys.stdout.isatty() else 140)
@@ -64,11 +65,12 @@ def report_error(e: MailerError) -> None:
     if isinstance(e, ComplianceRefusal):
         for r in e.refusals:
             who = f" ({r.count} contact(s))" if r.count is not None else ""
-            err.print(f"  refused by {r.rule}{who}: {r.reason}", markup=False)
+            err.print(f"  refused by {r.rule}{who}: {r.reason}" + ("" if r.fix else f"; {pointer(r.rule)}"),
+                      markup=False)
             if r.fix:
-                err.print(f"    to satisfy it: {r.fix}", markup=False)
+                err.print(f"    to satisfy it: {r.fix}; {pointer(r.rule)}", markup=False)
     elif e.rules:
-        err.print(f"  rule: {', '.join(e.rules)}", markup=False)
+        err.print(f"  rule: {', '.join(e.rules)}; {pointer(*e.rules)}", markup=False)
     if e.hint and not isinstance(e, ComplianceRefusal):
         err.print(f"  fix: {e.hint}", markup=False)
 

@@ -16,6 +16,7 @@ import typer
 from mailer.config import load_settings
 from mailer.errors import EXIT_FAILURE, EXIT_OK, EXIT_USAGE, MailerError
 from mailer.lint import Finding, from_app_settings, has_errors, lint_paths
+from mailer.rules import pointer
 
 
 class OutputFormat(StrEnum):
@@ -53,7 +54,7 @@ def lint(
         typer.echo(json.dumps([f.as_dict() for f in findings], indent=2))
     else:
         for f in findings:
-            typer.echo(f.format())
+            typer.echo(f"{f.format()}; {pointer(f.rule)}")
     typer.echo(summary(findings, len(paths)), err=True)
     raise typer.Exit(EXIT_FAILURE if has_errors(findings) else EXIT_OK)
 

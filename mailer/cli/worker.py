@@ -5,6 +5,7 @@ from __future__ import annotations
 import signal
 import sys
 import threading
+from pathlib import Path
 from typing import Annotated
 
 import typer
@@ -20,6 +21,8 @@ def register(app: typer.Typer) -> None:
         poll: Annotated[float, typer.Option(help="Seconds between looks at the job store (jobs other processes add).")] = 5.0,
         misfire_grace: Annotated[int, typer.Option(help="A run missed by less than this many seconds runs once, late; "
                                                    "missed by more, it is skipped and recorded in the ledger.")] = DEFAULT_MISFIRE_GRACE,
+        heartbeat: Annotated[Path | None, typer.Option(help="Touch this file after every poll, for a health check "
+                                                       "(python -m mailer.healthcheck heartbeat FILE SECONDS).")] = None,
     ) -> None:
         """Fire scheduled campaigns and send them; resumes runs a previous worker left unfinished.
 
@@ -35,4 +38,4 @@ def register(app: typer.Typer) -> None:
             sys.stdout.write(f"worker ready (pid {__import__('os').getpid()}, timezone {rt.settings.center.timezone})\n")
             sys.stdout.flush()
 
-        Worker(rt, misfire_grace=misfire_grace, poll=poll).run_forever(stop, ready)
+        Worker(rt, misfire_grace=misfire_grace, poll=poll, heartbeat=heartbeat).run_forever(stop, ready)

@@ -64,8 +64,8 @@ def test_errors_exit_1_with_compiler_style_lines(app: typer.Typer, config: Path)
     assert result.exit_code == 1
     lines = result.stdout.splitlines()
     assert lines == [
-        f"{case}/template.toml:1:15: PHI101 'patient' is not in the template context (PHI-1)",
-        f"{case}/template.toml:1:23: PHI201 clinical field 'patient.diagnosis' in the subject (PHI-2)",
+        f"{case}/template.toml:1:15: PHI101 'patient' is not in the template context (PHI-1); see mailer rules PHI-1",
+        f"{case}/template.toml:1:23: PHI201 clinical field 'patient.diagnosis' in the subject (PHI-2); see mailer rules PHI-2",
     ]
     assert "2 error(s)" in result.stderr
 
@@ -87,7 +87,7 @@ def test_json_output_shape(app: typer.Typer, config: Path) -> None:
 def test_waived_only_exit_0_and_waiver_is_shown(app: typer.Typer, config: Path) -> None:
     result = run(app, str(CORPUS / "waiver-center-fax"), "--config", str(config))
     assert result.exit_code == 0
-    assert result.stdout.strip().endswith("[waived by j.doe: the number is the center's fax line]")
+    assert "[waived by j.doe: the number is the center's fax line]; see mailer rules PHI-3" in result.stdout
     assert "1 waived" in result.stderr
 
 
