@@ -138,8 +138,10 @@ class Keyring:
             raise KeyFileError(
                 f"key file {path} not found", hint="run `mailer init` or set keys.file"
             ) from None
-        except (OSError, ValueError) as err:
+        except (OSError, ValueError, RecursionError) as err:
             raise KeyFileError(f"key file {path} is unreadable: {type(err).__name__}") from None
+        if not isinstance(raw, dict):
+            raise KeyFileError(f"key file {path} is not a mailer key file (not a JSON object)")
         if raw.get("format") != _FORMAT:
             raise KeyFileError(f"key file {path} has an unknown format {raw.get('format')!r}")
         mode = path.stat().st_mode & 0o077
@@ -159,8 +161,8 @@ class Keyring:
                 dkim_private_pem=raw.get("dkim_private_pem"),
                 path=path,
             )
-        except (KeyError, ValueError) as err:
-            raise KeyFileError(f"key file {path} is missing or has a bad entry: {err}") from None
+        except (KeyError, ValueError, TypeError, AttributeError) as err:
+            raise KeyFileError(f"key file {path} is missing or has a bad entry ({type(err).__name__})") from None
 
     def add_field_key(self, *, used: Iterable[str] = ()) -> str:
         """Create a new field key, make it active, return its id. The id is new: above every
