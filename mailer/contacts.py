@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import csv
 import datetime as dt
+import re
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -16,12 +17,14 @@ from typing import Any, TextIO
 
 from email_validator import EmailNotValidError, validate_email
 
+from mailer import csv_header
 from mailer.errors import InputError, RowProblem
 
 BASE_COLUMNS = ("email", "first_name", "last_name", "preferred_name", "language", "newsletter_opt_in")
 IDENTITY_COLUMNS = ("first_name", "last_name", "preferred_name")
 _TRUE = {"1", "true", "yes", "y", "t"}
 _FALSE = {"0", "false", "no", "n", "f", ""}
+_CONTROL = re.compile(r"[\x00-\x08\x0a-\x1f\x7f\u2028\u2029]")  # NUL, line breaks, other controls (tab is kept)
 _MAX_CELL = 4096  # a longer cell is a malformed file, not a name or a condition
 
 
@@ -101,19 +104,8 @@ def parse_clinical(value: str, kind: str, separator: str) -> Any:
 
 
 def check_header(header: list[str], clinical: Mapping[str, str], path: str = "") -> list[RowProblem]:
-    known = set(BASE_COLUMNS) | set(clinical)
-    problems = [
-        RowProblem(1, col or "(empty)", f"unknown column; accepted: {', '.join(sorted(known))}")
-        for col in header if col not in known
-    ]
-    if "email" not in header:
-        problems.append(RowProblem(1, "email", "required column is missing"))
-    seen: set[str] = set()
-    for col in header:
-        if col in seen:
-            problems.append(RowProblem(1, col, "column appears twice"))
-        seen.add(col)
-    return problems
+    """Problems of the header row (case-insensitive; PHI-safe: mailer.csv_header)."""
+    return csv_header.check(header, (*BASE_COLUMNS, *clinical), ("email",)).problems
 
 
 def parse_row(line: int, row: Mapping[str, str | None], clinical: Mapping[str, str], separator: str,
@@ -151,6 +143,12 @@ def parse_row(line: int, row: Mapping[str, str | None], clinical: Mapping[str, s
             problems.append(RowProblem(line, name, "expected an ISO date YYYY-MM-DD"))
     if problems:
         return BadRow(line, tuple(problems), email)
+    for k in IDENTITY_COLUMNS:
+        if _CONTROL.search(row.get(k) or ""):
+            problems.append(RowProblem(line, k, "contains a control character (NUL or a line break); "
+                                                "a name is one line of text"))
+    if problems:
+        return BadRow(line, tuple(problems), email)
     identity = {k: (row.get(k) or "").strip() for k in IDENTITY_COLUMNS}
     present = frozenset(k for k in row if k is not None)
     return ContactInput(line, email or "", identity, language, opt_in, values, present)
@@ -177,8 +175,8 @@ def read_rows(fh: TextIO, path: str, clinical: Mapping[str, str], separator: str
     line = 1
     try:
         first = next(it, None)
-        header = [c.strip() for c in first[1]] if first else []
-        header_problems = check_header(header, clinical, path)
+        checked = csv_header.check(first[1] if first else [], (*BASE_COLUMNS, *clinical), ("email",))
+        header, header_problems = checked.columns, checked.problems
         if header_problems:
             yield BadRow(1, tuple(header_problems))
             return

@@ -13,7 +13,9 @@ import hmac
 import json
 import os
 import secrets
-from collections.abc import Mapping
+import tempfile
+from collections.abc import Iterable, Iterator, Mapping
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -80,7 +82,12 @@ class Keyring:
         return data
 
     def save(self, path: Path, *, overwrite: bool = False) -> None:
-        """Write with mode 0600; refuse to replace an existing file unless told to."""
+        """Write with mode 0600; refuse to replace an existing file unless told to.
+
+        The write is atomic (a uniquely named temporary file, fsync, rename), and an
+        overwrite never drops or changes a key the file already holds: rows and backups
+        encrypted under it would never decrypt again (SEC-4). The check and the rename run
+        under a lock file beside the key file, so two writers cannot undo each other."""
         path = Path(path)
         if path.exists() and not overwrite:
             raise KeyFileError(
@@ -89,15 +96,38 @@ class Keyring:
                 "or choose another --key-file",
             )
         path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_name(path.name + ".tmp")
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-        with os.fdopen(fd, "w") as fh:
-            json.dump(self.to_json(), fh, indent=2)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
+        fd, tmp_name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+        tmp = Path(tmp_name)
+        try:
+            with os.fdopen(fd, "w") as fh:
+                json.dump(self.to_json(), fh, indent=2)
+                fh.flush()
+                os.fsync(fh.fileno())
+            os.chmod(tmp, 0o600)
+            with _file_lock(path.with_name(path.name + ".lock")):
+                if path.exists():
+                    self._refuse_dropping(path)
+                os.replace(tmp, path)
+        finally:
+            tmp.unlink(missing_ok=True)
         os.chmod(path, 0o600)
         self.path = path
+
+    def _refuse_dropping(self, path: Path) -> None:
+        """KeyFileError if writing this keyring over PATH would lose or change a key it holds."""
+        try:
+            on_disk = Keyring.load(path)
+        except KeyFileError:
+            return  # an unreadable or foreign file holds no key we could keep
+        lost = sorted(k for k, v in on_disk.field_keys.items() if self.field_keys.get(k) != v)
+        if lost:
+            raise KeyFileError(
+                f"key file {path} holds field key(s) {', '.join(lost)} that this write would drop or replace; "
+                "refusing (rows encrypted under them would never decrypt again)",
+                rules=("SEC-4",), hint="another process changed the key file: run the command again")
+        if on_disk.lookup_key != self.lookup_key or on_disk.ledger_key != self.ledger_key:
+            raise KeyFileError(f"key file {path} belongs to another installation (its lookup or ledger key "
+                               "differs); refusing to overwrite it", rules=("SEC-4",))
 
     @classmethod
     def load(cls, path: Path) -> Keyring:
@@ -108,8 +138,10 @@ class Keyring:
             raise KeyFileError(
                 f"key file {path} not found", hint="run `mailer init` or set keys.file"
             ) from None
-        except (OSError, ValueError) as err:
+        except (OSError, ValueError, RecursionError) as err:
             raise KeyFileError(f"key file {path} is unreadable: {type(err).__name__}") from None
+        if not isinstance(raw, dict):
+            raise KeyFileError(f"key file {path} is not a mailer key file (not a JSON object)")
         if raw.get("format") != _FORMAT:
             raise KeyFileError(f"key file {path} has an unknown format {raw.get('format')!r}")
         mode = path.stat().st_mode & 0o077
@@ -129,12 +161,13 @@ class Keyring:
                 dkim_private_pem=raw.get("dkim_private_pem"),
                 path=path,
             )
-        except (KeyError, ValueError) as err:
-            raise KeyFileError(f"key file {path} is missing or has a bad entry: {err}") from None
+        except (KeyError, ValueError, TypeError, AttributeError) as err:
+            raise KeyFileError(f"key file {path} is missing or has a bad entry ({type(err).__name__})") from None
 
-    def add_field_key(self) -> str:
-        """Create a new field key, make it active, return its id."""
-        n = 1 + max((int(k[1:]) for k in self.field_keys if k[1:].isdigit()), default=0)
+    def add_field_key(self, *, used: Iterable[str] = ()) -> str:
+        """Create a new field key, make it active, return its id. The id is new: above every
+        id in the key file and every id in USED (the ids the database names), never reused."""
+        n = 1 + max((key_id_number(k) for k in (*self.field_keys, *used)), default=0)
         kid = f"k{n}"
         self.field_keys[kid] = AESGCM.generate_key(bit_length=256)
         self.active_key_id = kid
@@ -185,6 +218,24 @@ class Keyring:
 
     def ledger_mac(self, data: bytes) -> str:
         return hmac.new(self.ledger_key, data, hashlib.sha256).hexdigest()
+
+
+@contextmanager
+def _file_lock(path: Path) -> Iterator[None]:
+    """An exclusive flock on PATH (created 0600) for the length of the block."""
+    import fcntl
+
+    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        yield
+    finally:
+        os.close(fd)
+
+
+def key_id_number(kid: str) -> int:
+    """The number in a field key id ("k7" -> 7), 0 for any other shape."""
+    return int(kid[1:]) if kid[:1] == "k" and kid[1:].isdigit() else 0
 
 
 def key_id_of(blob: bytes) -> str:

@@ -142,6 +142,12 @@ class StateError(MailerError):
     exit_code = EXIT_USAGE
 
 
+class CampaignBusy(StateError):
+    """Another run is sending this campaign right now: nothing was done (exit 1)."""
+
+    exit_code = EXIT_FAILURE
+
+
 class TransportError(MailerError):
     def __init__(
         self, message: str, *, code: int | None = None, rules: Sequence[str] = (), hint: str = ""

@@ -66,6 +66,8 @@ class EvidenceResult:
     manifest_sha256: str
     verified: bool
     seq: int  # the data-export entry
+    head_seq: int = 0  # the verified ledger head the package was made against (an auditor keeps it)
+    head_hash: str = ""
 
 
 class _Zip:
@@ -217,4 +219,5 @@ def write_evidence(rt: Runtime, campaign_id: int, out: Path, *, actor: str | Non
                                                             "manifest_sha256": manifest_sha,
                                                             "sha256": zip_sha.hexdigest(),
                                                             "verified": verification.ok})])[0]
-    return EvidenceResult(out, files, n, zip_sha.hexdigest(), manifest_sha, verification.ok, seq)
+    return EvidenceResult(out, files, n, zip_sha.hexdigest(), manifest_sha, verification.ok, seq,
+                          verification.last_seq, verification.last_hash)

@@ -19,7 +19,8 @@ import time
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import asdict, dataclass, field, replace
 from datetime import datetime
-from typing import Any, cast
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, cast
 
 from sqlalchemy import Connection, Engine, Row, func, select, text
 
@@ -30,7 +31,11 @@ from mailer.models import LedgerEntry, utcnow
 from mailer.redact import scrub
 from mailer.store import rawsql
 
+if TYPE_CHECKING:
+    from mailer.ledger_anchor import Anchor
+
 GENESIS = "0" * 64
+ANCHOR_EVERY = 60.0  # seconds: `append` anchors the head outside the database at most this often
 _LOCK_ID = 0x6D61696C  # "mail": the advisory lock that serialises appends on PostgreSQL
 
 # Entry kinds (a closed vocabulary, like django-anymail's statuses)
@@ -142,7 +147,8 @@ def checkpoint_message(name: str, seq: int, entry_hash_: str, key_id: str) -> by
 @dataclass(frozen=True)
 class Verification:
     """The result of walking the chain. `reason` is one of: "" (intact), missing, order, link,
-    content, unknown-key, signature, head, anchor."""
+    content, unknown-key, signature, head, anchor, rollback (the database is older or shorter
+    than the head anchored outside it), anchor-file (an anchor line not signed by the ledger key)."""
 
     ok: bool
     entries: int
@@ -154,6 +160,9 @@ class Verification:
     anchor_seq: int = 0  # entries 1..anchor_seq were purged lawfully (AUTH-9)
     anchor_hash: str = GENESIS
     seconds: float = 0.0
+    anchored_seq: int = 0  # the newest anchor compared against (0: no anchor file, or an empty one)
+    anchored_at: str = ""
+    anchor_file: str = ""
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -172,9 +181,13 @@ class Checkpoint:
 class Ledger:
     """Writes and checks the chain. The engine and keyring are handed in (no globals)."""
 
-    def __init__(self, engine: Engine, keyring: Keyring) -> None:
+    def __init__(self, engine: Engine, keyring: Keyring, anchor_file: Path | None = None) -> None:
         self.engine = engine
         self.keyring = keyring
+        self.anchor_file = anchor_file  # outside the database, beside the key file (mailer.ledger_anchor)
+        self.appended = False  # this process wrote entries: anchor the head when the command ends
+        self._anchored_seq = 0
+        self._anchored_clock = 0.0
         self._table = LedgerEntry.__table__  # type: ignore[attr-defined]
         self._ckpt = LedgerCheckpoint.__table__  # type: ignore[attr-defined]
 
@@ -196,13 +209,17 @@ class Ledger:
         if not events:
             return []
         with writing(self.engine) as conn:
-            return self.append_in(conn, events)
+            seqs = self.append_in(conn, events)
+        if self.anchor_file is not None and time.monotonic() - self._anchored_clock > ANCHOR_EVERY:
+            self.anchor()
+        return seqs
 
     def append_in(self, conn: Connection, events: Sequence[Event]) -> list[int]:
         """Append inside the caller's write transaction (`mailer.db.writing`), so a state
         change and its entry commit together."""
         if not events:
             return []
+        self.appended = True
         if conn.dialect.name == "postgresql":
             conn.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": _LOCK_ID})
         got = rawsql.fetch(conn, _LAST)
@@ -243,6 +260,26 @@ class Ledger:
         rawsql.executemany(conn, _UPSERT_CHECKPOINT, [
             (name, seq, hash_, rawsql.time_param(conn)(at), kid, self.checkpoint_mac(name, seq, hash_, kid))])
 
+    def anchor(self, path: Path | None = None) -> Anchor | None:
+        """Append the committed, signed head to the anchor file (outside the database) unless
+        this process already anchored it. Returns the anchor written, or None."""
+        from mailer.ledger_anchor import ANCHOR, Anchor, append_anchor
+
+        path = path or self.anchor_file
+        if path is None:
+            return None
+        self._anchored_clock = time.monotonic()
+        head = self.checkpoints().get(HEAD)
+        if head is None or not self._checkpoint_ok(head) or (path == self.anchor_file and head.seq <= self._anchored_seq):
+            return None
+        kid = self.keyring.ledger_key_id
+        at = utcnow().isoformat(timespec="seconds") + "Z"
+        a = Anchor(head.seq, head.entry_hash, at, kid, self.checkpoint_mac(ANCHOR, head.seq, head.entry_hash, kid))
+        append_anchor(path, {"seq": a.seq, "hash": a.entry_hash, "at": a.at, "key_id": a.key_id, "mac": a.mac})
+        if path == self.anchor_file:
+            self._anchored_seq = head.seq
+        return a
+
     # -- reading ---------------------------------------------------------------------------
     def rows(self, *, batch: int = 5000, where: Iterable[Any] = ()) -> Iterator[Row[Any]]:
         """Stream entries in sequence order, a page at a time (never all in memory)."""
@@ -276,15 +313,51 @@ class Ledger:
             return False
         return hmac.compare_digest(self.checkpoint_mac(cp.name, cp.seq, cp.entry_hash, cp.key_id), cp.mac)
 
-    def verify(self, *, page: int = 20000) -> Verification:
-        """Walk the whole chain in one snapshot; report the first entry that does not hold."""
+    def verify(self, *, page: int = 20000, anchor_file: Path | None = None) -> Verification:
+        """Walk the whole chain in one snapshot; report the first entry that does not hold.
+        Then compare with the newest anchor kept outside the database (ANCHOR_FILE, else the
+        one beside the key file): a ledger older, shorter or other than it fails."""
+        from mailer.ledger_anchor import read_anchors
+
         started = time.perf_counter()
+        path = anchor_file or self.anchor_file
+        anchors = read_anchors(path) if path is not None else []
         with self.engine.connect() as conn:
             if conn.dialect.name == "postgresql":
                 conn = conn.execution_options(isolation_level="REPEATABLE READ")
             with conn.begin():
                 v = self._verify_in(conn, page)
+                if v.ok and anchors:
+                    v = self._against_anchors(conn, v, anchors, path)
         return replace(v, seconds=time.perf_counter() - started)
+
+    def _against_anchors(self, conn: Connection, v: Verification, anchors: Sequence[Anchor],
+                         path: Path | None) -> Verification:
+        from mailer.ledger_anchor import anchor_mac_ok
+
+        for a in anchors:
+            if not anchor_mac_ok(self, a):
+                return replace(v, ok=False, first_bad_seq=a.seq, reason="anchor-file", anchor_file=str(path),
+                               problem=f"{path}:{a.line}: this anchor is not signed by the ledger key "
+                                       "(forged, or from another installation)")
+        a = max(anchors, key=lambda x: x.seq)
+        v = replace(v, anchored_seq=a.seq, anchored_at=a.at, anchor_file=str(path))
+        if v.last_seq < a.seq:
+            what = "is empty" if v.entries == 0 and v.anchor_seq == 0 else f"ends at entry {v.last_seq}"
+            return replace(v, ok=False, first_bad_seq=v.last_seq + 1, reason="rollback",
+                           problem=f"the ledger {what}, but the anchor written {a.at} outside the database names "
+                                   f"entry {a.seq}: entries were removed, or an older copy of the database restored")
+        if a.seq > v.anchor_seq:
+            got = conn.execute(select(self._table.c.entry_hash).where(self._table.c.seq == a.seq)).scalar()
+        elif a.seq == v.anchor_seq:
+            got = v.anchor_hash
+        else:
+            got = a.entry_hash  # purged lawfully before this anchor's entry (AUTH-9): nothing left to compare
+        if got != a.entry_hash:
+            return replace(v, ok=False, first_bad_seq=a.seq, reason="rollback",
+                           problem=f"entry {a.seq} differs from the one anchored {a.at} outside the database: "
+                                   "the ledger was rewritten from there on")
+        return v
 
     def _pages(self, conn: Connection, page: int) -> Iterator[list[tuple[Any, ...]]]:
         """Pages of raw DB-API tuples (hashed fields, entry_hash, mac) in seq order, inside the

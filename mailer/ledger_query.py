@@ -141,6 +141,21 @@ class _HashingWriter:
         return self.target.write(s)
 
 
+_FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
+
+
+def csv_cell(value: Any) -> Any:
+    """A text cell a spreadsheet would run as a formula gets a leading apostrophe (OWASP CSV
+    injection): an actor name, a reply text or a detail starting with = + - @ tab or CR."""
+    if not isinstance(value, str):
+        return value
+    if value.startswith(_FORMULA_START):
+        value = "'" + value
+    # the csv module quotes only the line terminator's characters ("\n"): a bare CR would
+    # split the row in a reader, so it is written as the two characters \r
+    return value.replace("\r", "\\r")
+
+
 def write_rows(rows: Iterator[Any], fmt: str, target: IO[str]) -> tuple[int, str, int]:
     """Stream rows to target as csv or jsonl; returns (count, sha256 of the text, bytes)."""
     if fmt not in FORMATS:
@@ -152,7 +167,7 @@ def write_rows(rows: Iterator[Any], fmt: str, target: IO[str]) -> tuple[int, str
         w.writerow(COLUMNS)
         for r in rows:
             rec = record(r)
-            w.writerow(["" if rec[c] is None else rec[c] for c in COLUMNS])
+            w.writerow(["" if rec[c] is None else csv_cell(rec[c]) for c in COLUMNS])
             n += 1
     else:
         for r in rows:

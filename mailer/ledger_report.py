@@ -82,6 +82,8 @@ class QuarterReport:
     data_exports: int = 0
     key_rotations: int = 0
     verification: Verification | None = None
+    head_seq: int = 0  # the ledger's newest entry when the report was made: an auditor keeps it (SEC-5)
+    head_hash: str = ""
 
     def as_dict(self) -> dict[str, Any]:
         return {
@@ -95,6 +97,7 @@ class QuarterReport:
             "contact_imports": self.contact_imports, "data_exports": self.data_exports,
             "key_rotations": self.key_rotations,
             "verification": self.verification.as_dict() if self.verification else None,
+            "head": {"seq": self.head_seq, "hash": self.head_hash},
         }
 
 
@@ -157,6 +160,12 @@ def build_report(ledger: Ledger, quarter: str, *, verify: bool = True) -> Quarte
     rep.campaigns = [lines[k] for k in sorted(lines)]
     if verify:
         rep.verification = ledger.verify()
+    if rep.verification is not None and rep.verification.ok:
+        rep.head_seq, rep.head_hash = rep.verification.last_seq, rep.verification.last_hash
+    else:
+        head = ledger.checkpoints().get("head")
+        if head is not None:
+            rep.head_seq, rep.head_hash = head.seq, head.entry_hash
     return rep
 
 
@@ -171,6 +180,9 @@ def render_text(rep: QuarterReport) -> str:
         add(f"Chain: {'intact' if v.ok else 'BROKEN'}; {v.entries} entries verified"
             + ("" if v.ok else f"; first broken entry {v.first_bad_seq}: {v.problem}")
             + (f" (entries 1..{v.anchor_seq} purged under AUTH-9)" if v.anchor_seq else ""))
+    if rep.head_hash:
+        add(f"Ledger head entry {rep.head_seq} {rep.head_hash} (keep this line: `mailer ledger verify` "
+            "must later show this entry unchanged)")
 
     def section(title: str, data: dict[str, int]) -> None:
         add("")

@@ -55,6 +55,7 @@ from mailer.ledger import SEND, SKIP, Event, Ledger
 from mailer.models import utcnow
 from mailer.personalize import FastTemplate
 from mailer.ratelimit import RateLimiter
+from mailer.smtp_reply import stored_reply
 from mailer.store import deliveries as dq
 from mailer.store import rawsql
 from mailer.store.auth_records import authorizations_for
@@ -135,6 +136,7 @@ class _Item:
     valid_until: datetime | None = None  # the authorization's known end (expiry, revocation)
     end_rule: str = ""
     tries: int = 0
+    values: tuple[str, ...] = ()  # this recipient's identity and clinical values: scrubbed out of SMTP replies
 
 
 def _auth_end(auths: Sequence[Any], auth_id: int | None, now: datetime) -> tuple[datetime | None, str]:
@@ -243,7 +245,9 @@ class Sender:
                 skips.append(dq.Outcome(c.delivery_id, dq.SKIPPED, Event(**base, rule_ids=err.rules or ("STD-1",))))
                 continue
             items.append(_Item(c, msg, c.contact_id, row.email_hash, view.email.rpartition("@")[2].lower(),
-                               auth_id, valid_until, end_rule))
+                               auth_id, valid_until, end_rule,
+                               values=(view.email, *(str(v) for v in view.identity.values() if v),
+                                       *(str(v) for v in clinical_values))))
         return items, skips
 
     def _fast_template(self, plan: SendPlan) -> FastTemplate:
@@ -527,7 +531,8 @@ class Sender:
     def _event(self, plan: SendPlan, it: _Item, outcome: str, res: SendResult | None,
                err: TransportError | None, rules: tuple[str, ...] = ()) -> Event:
         assert self.transport is not None
-        text = res.text if res else (err.message if err else "")
+        text = stored_reply(res.text if res else (err.message if err else ""), values=it.values,
+                            check=self.rendered_check)
         return Event(
             kind=SEND, outcome=outcome, campaign_id=plan.campaign_id, contact_id=it.contact_id,
             recipient_hash=it.recipient_hash, template_hash=plan.template.content_hash,
@@ -535,7 +540,7 @@ class Sender:
             relay=self.transport.relay,
             tls_version=res.tls_version if res else None, tls_cipher=res.tls_cipher if res else None,
             smtp_code=res.code if res else (err.code if err else None),
-            smtp_text=text or None,  # Ledger.append_in scrubs addresses out of it
+            smtp_text=text,  # enhanced code + scrubbed, truncated text (mailer.smtp_reply)
             authorization_id=it.authorization_id,
             rule_ids=rules or (tuple(err.rules) if err is not None else ()),
             detail={"attempt": it.tries, "run": plan.run},

@@ -31,7 +31,9 @@ class Runtime:
 
     @cached_property
     def ledger(self) -> Ledger:
-        return Ledger(self.engine, self.keyring)
+        from mailer.ledger_anchor import anchor_path
+
+        return Ledger(self.engine, self.keyring, anchor_file=anchor_path(self.settings.keys.file))
 
     def migrate(self) -> None:
         migrate(self.engine)

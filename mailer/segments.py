@@ -219,12 +219,18 @@ class _Locator:
         return self.line_at(m.start()) if m else self.top_key(name)
 
 
+MAX_DEPTH = 20  # nested all/any/not groups
+MAX_CONDITIONS = 256  # conditions in one segment (SQL engines limit expression depth; `in` takes a list)
+
+
 class _Parser:
     def __init__(self, text: str, path: str, fields: FieldSettings) -> None:
         self.path = path
         self.loc = _Locator(text)
         self.types = field_types(fields)
         self.clinical = clinical_names(fields)
+        self.depth = 0
+        self.conditions = 0
 
     def error(self, line: int, message: str, hint: str = "") -> SegmentFileError:
         return SegmentFileError(f"{self.path}:{line}: {message}", hint=hint)
@@ -288,6 +294,16 @@ class _Parser:
     # match tree ----------------------------------------------------------------
 
     def node(self, raw: Any, *, where: int, label: str) -> Node:
+        self.depth += 1
+        try:
+            if self.depth > MAX_DEPTH:
+                raise self.error(where, f"groups are nested more than {MAX_DEPTH} deep",
+                                 hint="flatten the conditions: all/any take arrays")
+            return self._node(raw, where=where, label=label)
+        finally:
+            self.depth -= 1
+
+    def _node(self, raw: Any, *, where: int, label: str) -> Node:
         if not isinstance(raw, dict):
             raise self.error(
                 where,
@@ -317,6 +333,10 @@ class _Parser:
         return self.condition(raw, where=where)
 
     def condition(self, raw: dict[str, Any], *, where: int) -> Condition:
+        self.conditions += 1
+        if self.conditions > MAX_CONDITIONS:
+            raise self.error(where, f"more than {MAX_CONDITIONS} conditions",
+                             hint="use one condition with op = \"in\" and a list of values")
         unknown = [k for k in raw if k not in _COND_KEYS]
         name = raw.get("field")
         line = where
@@ -432,6 +452,9 @@ def parse_segment(text: str, *, path: str, fields: FieldSettings) -> Segment:
         raise SegmentFileError(
             f"{path}: not valid TOML: {err}", hint="see segments/newsletter.toml"
         ) from None
+    except RecursionError:
+        raise SegmentFileError(f"{path}: nested too deeply to read (groups go at most {MAX_DEPTH} deep)",
+                               hint="see segments/newsletter.toml") from None
     return _Parser(text, path, fields).segment(data, text)
 
 

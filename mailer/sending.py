@@ -19,8 +19,9 @@ from mailer import preflight as preflight_gates
 from mailer.authorizations import best_validity
 from mailer.campaigns import get, set_status
 from mailer.db import writing
-from mailer.errors import ComplianceRefusal, StateError
+from mailer.errors import CampaignBusy, ComplianceRefusal, StateError
 from mailer.ledger import CAMPAIGN, REFUSAL, Event
+from mailer.locks import NamedLock
 from mailer.models import Campaign, utcnow
 from mailer.personalize import Filled
 from mailer.pipeline import AuthCheck, RenderedCheck, Sender, SenderOptions, SendPlan, Summary
@@ -188,15 +189,38 @@ async def send(rt: Runtime, campaign_id: int, *, transport: Any = None, actor: s
         preflight(rt, campaign)
     else:
         preflight_gates.require(rt, campaign)
-    prepared = prepare(rt, campaign, actor=actor)
-    plan = _plan(rt, campaign, prepared)
     if dry_run is not None:
+        prepared = prepare(rt, campaign, actor=actor)
+        plan = _plan(rt, campaign, prepared)
         sender = make_sender(rt, campaign_id, progress=progress, clock=clock, template=prepared.template)
         summary = await asyncio.to_thread(sender.dry_run, plan, Path(dry_run), statuses=statuses)
         rt.ledger.append([Event(kind=CAMPAIGN, outcome="dry-run", campaign_id=campaign_id, actor=actor,
                                 detail={"run": campaign.run, "written": summary.sent,
                                         "skipped": summary.skipped_total})])
         return summary
+    # One live sender per campaign: a second run would mark the first run's in-flight rows
+    # uncertain, and they would then be sent twice (SEND-1).
+    lock = NamedLock(rt.engine, f"send-{campaign_id}", wait=0)
+    if not lock.acquire():
+        lock.release()
+        raise CampaignBusy(f"campaign {campaign_id} is being sent by another run right now; nothing was done",
+                           hint=f"wait for it to finish (`mailer campaign status {campaign_id}`), or stop it with "
+                                f"`mailer campaign pause {campaign_id}`")
+    try:
+        return await _send_locked(rt, campaign, transport=transport, actor=actor, progress=progress,
+                                  statuses=statuses, clock=clock)
+    finally:
+        lock.release()
+
+
+async def _send_locked(rt: Runtime, campaign: Campaign, *, transport: Any, actor: str | None,
+                       progress: Callable[[Summary], None] | None, statuses: Sequence[str],
+                       clock: Callable[[], datetime] | None) -> Summary:
+    campaign_id = campaign.id or 0
+    prepared = prepare(rt, campaign, actor=actor)
+    plan = _plan(rt, campaign, prepared)
+    if tuple(statuses) != (dq.PENDING,):
+        refuse_ledger_sent(rt, campaign_id, campaign.run, statuses, actor=actor)
     set_status(rt, campaign_id, "sending", actor=actor)
     transport = transport or rt.transport()
     sender = make_sender(rt, campaign_id, transport=transport, progress=progress, clock=clock,
@@ -213,3 +237,32 @@ async def send(rt: Runtime, campaign_id: int, *, transport: Any = None, actor: s
         if not left.get(dq.PENDING) and not left.get(dq.CLAIMED):
             set_status(rt, campaign_id, "done", actor=actor)
     return summary
+
+
+def refuse_ledger_sent(rt: Runtime, campaign_id: int, run: int, statuses: Sequence[str], *,
+                       actor: str | None = None) -> list[int]:
+    """`retry-failed` and `resend`: a row the ledger records as sent is never sent again (SEC-5,
+    SEND-1). Its state goes back to what the ledger says, with a refusal entry per row, so the
+    disagreement stays on record and `ledger verify` is clean once it is settled."""
+    from sqlalchemy import select
+
+    from mailer.ledger_crosscheck import sent_per_ledger
+    from mailer.models import Delivery
+
+    d = Delivery.__table__  # type: ignore[attr-defined]
+    with rt.engine.connect() as conn:
+        ids = [r[0] for r in conn.execute(select(d.c.id).where(d.c.campaign_id == campaign_id, d.c.run == run,
+                                                               d.c.status.in_(tuple(statuses))))]
+    clash = sent_per_ledger(rt.engine, campaign_id, run, ids)
+    if not clash:
+        return []
+    with writing(rt.engine) as conn:
+        rows = conn.execute(select(d.c.id, d.c.contact_id, d.c.status).where(d.c.id.in_(clash))).all()
+        conn.execute(update(d).where(d.c.id.in_(clash), d.c.status.in_(tuple(statuses)))
+                     .values(status=dq.SENT, updated_at=utcnow()))
+        rt.ledger.append_in(conn, [Event(kind=REFUSAL, outcome="already-sent", campaign_id=campaign_id,
+                                         contact_id=r.contact_id, actor=actor, rule_ids=("SEC-5", "SEND-1"),
+                                         detail={"delivery": r.id, "run": run, "row_said": r.status,
+                                                 "why": "the ledger records this recipient as sent"})
+                                   for r in rows])
+    return clash

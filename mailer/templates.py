@@ -24,9 +24,10 @@ from jinja2.sandbox import SandboxedEnvironment
 from mailer.errors import TemplateError
 from mailer.purposes import MARKETING_PURPOSES as MARKETING_PURPOSES
 from mailer.purposes import PURPOSES as PURPOSES
+from mailer.sandbox import BudgetedEnvironment, BudgetError, check_files
 
 TEMPLATE_FILES = ("template.toml", "body.html.j2", "body.txt.j2")
-_META_KEYS = {"subject", "preheader", "from_name", "purpose", "advertisement_notice", "sponsor", "waivers", "description"}
+META_KEYS = {"subject", "preheader", "from_name", "purpose", "advertisement_notice", "sponsor", "waivers", "description"}
 
 
 @dataclass(frozen=True)
@@ -72,7 +73,12 @@ class CompiledTemplate:
                 html=self._html.render(context),
                 text=self._text.render(context),
             )
+        except BudgetError as err:
+            raise TemplateError(f"template {self.name}: exceeds a resource budget while rendering: {err}",
+                                rules=("PHI-1",)) from None
         except (UndefinedError, SecurityError) as err:
+            raise TemplateError(f"template {self.name}: {type(err).__name__} while rendering", rules=("PHI-1",)) from None
+        except (MemoryError, RecursionError, ArithmeticError, TypeError, ValueError) as err:
             raise TemplateError(f"template {self.name}: {type(err).__name__} while rendering", rules=("PHI-1",)) from None
 
 
@@ -80,23 +86,26 @@ def content_hash(path: Path) -> str:
     """SHA-256 over the template's files, name and bytes, in a fixed order."""
     h = hashlib.sha256()
     for name in TEMPLATE_FILES:
-        f = path / name
+        f = template_file(path, name)
         if f.exists():
             h.update(name.encode() + b"\0" + f.read_bytes() + b"\0")
     return h.hexdigest()
 
 
 def load_meta(path: Path) -> dict[str, Any]:
-    toml_path = path / "template.toml"
+    toml_path = template_file(path, "template.toml")
+    if not toml_path.exists():
+        raise TemplateError(f"{toml_path}: missing", hint="a template folder needs template.toml, body.html.j2")
+    raw = read_template_file(toml_path)
     try:
-        data = tomllib.loads(toml_path.read_text())
-    except FileNotFoundError:
-        raise TemplateError(f"{toml_path}: missing", hint="a template folder needs template.toml, body.html.j2") from None
+        data = tomllib.loads(raw)
     except tomllib.TOMLDecodeError as err:
         raise TemplateError(f"{toml_path}: not valid TOML: {err}") from None
-    unknown = set(data) - _META_KEYS
+    except RecursionError:
+        raise TemplateError(f"{toml_path}: nested too deeply to read", hint="template.toml holds a few flat keys") from None
+    unknown = set(data) - META_KEYS
     if unknown:
-        raise TemplateError(f"{toml_path}: unknown key(s) {sorted(unknown)}", hint=f"accepted: {sorted(_META_KEYS)}")
+        raise TemplateError(f"{toml_path}: unknown key(s) {sorted(unknown)}", hint=f"accepted: {sorted(META_KEYS)}")
     for key in ("subject", "from_name", "purpose"):
         if not isinstance(data.get(key), str) or not data[key].strip():
             raise TemplateError(f"{toml_path}: '{key}' is required")
@@ -107,9 +116,52 @@ def load_meta(path: Path) -> dict[str, Any]:
 
 
 def _environments() -> tuple[SandboxedEnvironment, SandboxedEnvironment]:
-    html = SandboxedEnvironment(autoescape=True, undefined=StrictUndefined, trim_blocks=True, lstrip_blocks=True)
-    text = SandboxedEnvironment(autoescape=False, undefined=StrictUndefined, trim_blocks=True, lstrip_blocks=True)
+    """Sandboxed and budgeted (mailer.sandbox): no escapes, and no render that hangs or exhausts memory."""
+    html = BudgetedEnvironment(autoescape=True, undefined=StrictUndefined, trim_blocks=True, lstrip_blocks=True)
+    text = BudgetedEnvironment(autoescape=False, undefined=StrictUndefined, trim_blocks=True, lstrip_blocks=True)
     return html, text
+
+
+def template_file(path: Path, name: str) -> Path:
+    """PATH/NAME, refused when it is a symlink or resolves outside the template folder: the
+    approved hash must cover the file that is rendered, and nothing outside may be read."""
+    f = path / name
+    if f.is_symlink():
+        raise TemplateError(f"{f}: is a symbolic link; template files must be regular files in the folder",
+                            rules=("SEC-6",), hint="copy the file into the template folder")
+    try:
+        inside = f.resolve().parent == path.resolve()
+    except OSError:
+        inside = False
+    if f.exists() and not inside:
+        raise TemplateError(f"{f}: resolves outside the template folder", rules=("SEC-6",),
+                            hint="copy the file into the template folder")
+    return f
+
+
+def read_template_file(f: Path) -> str:
+    """The file as UTF-8 text; one clear line (exit 2) when it is not."""
+    try:
+        return f.read_text(encoding="utf-8")
+    except UnicodeDecodeError as err:
+        line = f.read_bytes()[: err.start].count(b"\n") + 1
+        raise TemplateError(f"{f}:{line}: not UTF-8 text", hint="save the file as UTF-8") from None
+    except IsADirectoryError:
+        raise TemplateError(f"{f}: is a folder, not a file") from None
+    except OSError as err:
+        raise TemplateError(f"{f}: cannot read it ({err.strerror})") from None
+
+
+def check_budgets(path: Path) -> None:
+    """Resource budgets with wall-clock limits on compile and a sample render (PHI-1)."""
+    files = [(f, name == "body.html.j2") for name in ("body.html.j2", "body.txt.j2")
+             if (f := path / name).is_file()]
+    problems = check_files(files)
+    if problems:
+        p = problems[0]
+        where = f"{p.path}:{p.line}" if p.line else p.path
+        raise TemplateError(f"{where}: the template exceeds a resource budget: {p.message}", rules=("PHI-1",),
+                            hint="simplify the template: bounded loops, small numbers and strings")
 
 
 def check_context(path: Path) -> None:
@@ -196,12 +248,13 @@ def compile_template(path: Path | str) -> CompiledTemplate:
     """Load, check the context (PHI-1), inline CSS and compile; raises TemplateError."""
     path = Path(path)
     data = load_meta(path)
-    html_path = path / "body.html.j2"
+    html_path = template_file(path, "body.html.j2")
     if not html_path.exists():
         raise TemplateError(f"{html_path}: missing", hint="every template needs body.html.j2")
-    html_src = html_path.read_text()
-    txt_path = path / "body.txt.j2"
-    text_src = txt_path.read_text() if txt_path.exists() else html_to_text_source(html_src)
+    html_src = read_template_file(html_path)
+    txt_path = template_file(path, "body.txt.j2")
+    text_src = read_template_file(txt_path) if txt_path.exists() else html_to_text_source(html_src)
+    check_budgets(path)
     check_context(path)
     html_env, text_env = _environments()
     html_inlined = inline_css(html_src)

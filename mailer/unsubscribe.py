@@ -23,10 +23,10 @@ from sqlalchemy import Engine, select, update
 
 from mailer.crypto import token_hash
 from mailer.db import writing
-from mailer.ledger import Ledger
+from mailer.ledger import UNSUBSCRIBE, Event, Ledger
 from mailer.models import UnsubscribeToken, utcnow
 from mailer.refusal import Refusal
-from mailer.store.suppressions import suppress
+from mailer.store.suppressions import suppress_in, suppressed_among
 
 _TOK = UnsubscribeToken.__table__  # type: ignore[attr-defined]
 ONE_CLICK_BODY = "List-Unsubscribe=One-Click"  # RFC 8058 §3.1, exactly
@@ -58,19 +58,34 @@ def resolve(engine: Engine, token: str, /, *, at: datetime, token_days: int) -> 
 class OptOut:
     newly_suppressed: bool
     campaign_id: int | None
+    already: bool = False  # the token was used before: nothing done, nothing recorded
 
 
 def one_click(engine: Engine, ledger: Ledger, record: TokenRecord, /, *, at: datetime | None = None,
               via: str = "one-click") -> OptOut:
-    """Suppress the token's address now (SPAM-5: immediate) and write the ledger entry."""
+    """Suppress the token's address now (SPAM-5: immediate) and write the ledger entry.
+
+    A token is used once: marking it used, suppressing and the ledger entry commit together,
+    and a replayed POST (the same token again, even at the same moment) finds it used and
+    changes nothing, so a thousand replays are one unsubscribe in the ledger."""
     at = at or utcnow()
-    added = suppress(engine, ledger, record.email_hash, "unsubscribe", contact_id=record.contact_id,
-                     campaign_id=record.campaign_id, actor=f"recipient:{via}", rule_ids=("SPAM-5", "STD-3"))
-    if record.used_at is None:
-        with writing(engine) as conn:
-            conn.execute(update(_TOK).where(_TOK.c.token_hash == record.token_hash, _TOK.c.used_at.is_(None))
-                         .values(used_at=at))
+    with writing(engine) as conn:
+        first = conn.execute(update(_TOK).where(_TOK.c.token_hash == record.token_hash, _TOK.c.used_at.is_(None))
+                             .values(used_at=at)).rowcount
+        if not first:
+            return OptOut(False, record.campaign_id, already=True)
+        added = suppress_in(conn, [{"email_hash": record.email_hash, "reason": "unsubscribe",
+                                    "campaign_id": record.campaign_id, "at": at}]) > 0
+        ledger.append_in(conn, [Event(kind=UNSUBSCRIBE, outcome="unsubscribe", contact_id=record.contact_id,
+                                      campaign_id=record.campaign_id, recipient_hash=record.email_hash,
+                                      actor=f"recipient:{via}", rule_ids=("SPAM-5", "STD-3"),
+                                      detail={"new": added})])
     return OptOut(added, record.campaign_id)
+
+
+def is_unsubscribed(engine: Engine, record: TokenRecord, /) -> bool:
+    """The token was used, or its address is suppressed (by another message's link, say)."""
+    return record.used_at is not None or bool(suppressed_among(engine, [record.email_hash]))
 
 
 # --------------------------------------------------------------------------- header checks

@@ -114,7 +114,10 @@ def test_resuming_needs_the_key_file_that_holds_the_new_key(loaded: Any, tmp_pat
     from mailer.ledger import Ledger
 
     rt = loaded
-    old = Keyring.load(rt.settings.keys.file)
+    copy = tmp_path / "old-keys.json"  # a copy of the key file from before the rotation
+    copy.write_bytes(rt.settings.keys.file.read_bytes())
+    copy.chmod(0o600)
+    old = Keyring.load(copy)
     with pytest.raises(KeyboardInterrupt):
         rotate(rt.engine, rt.keyring, rt.ledger, batch=10,
                progress=lambda _: (_ for _ in ()).throw(KeyboardInterrupt))
@@ -136,3 +139,4 @@ def test_the_cli_rotates_and_shows_rows_per_key(loaded: Any, tmp_path: Path) -> 
     assert data["last_rotation"]["done"] is True
     text = runner.invoke(app, ["--config", str(cfg), "keys", "status"]).output
     assert "k2: 60 contact row(s)" in text
+    assert "k2: 60 contact row(s), 0 authorization row(s); sample of 6 decrypts" in text

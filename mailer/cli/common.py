@@ -84,6 +84,22 @@ class MailerGroup(TyperGroup):
         except MailerError as e:
             report_error(e)
             raise typer.Exit(e.exit_code) from None
+        finally:
+            anchor_ledger(ctx.obj)
+
+
+def anchor_ledger(st: Any) -> None:
+    """After a command that wrote to the ledger: anchor its head outside the database (SEC-5)."""
+    rt = st._runtime if isinstance(st, State) else None
+    if rt is None or "ledger" not in rt.__dict__ or not rt.ledger.appended:
+        return
+    from sqlalchemy.exc import SQLAlchemyError
+
+    try:
+        rt.ledger.anchor()
+    except (MailerError, OSError, SQLAlchemyError) as e:
+        err.print(f"warning: could not anchor the ledger head outside the database: "
+                  f"{getattr(e, 'message', None) or e}", markup=False)
 
 
 def new_app(help_text: str) -> typer.Typer:

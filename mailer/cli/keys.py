@@ -50,17 +50,26 @@ def status_cmd(
     ctx: typer.Context,
     fmt: Annotated[str, typer.Option("--format", help="text or json.")] = "text",
 ) -> None:
-    """Active key, the key file's key ids, contact and authorization rows per key id, last rotation."""
+    """Active key, the key file's key ids, rows per key id (a sample of each decrypted), last rotation.
+
+    Exits 1 when a key id the rows name is missing or its sample does not decrypt."""
     from mailer.store.rotation import key_status
 
     rt = runtime(ctx)
     st = key_status(rt.engine, rt.keyring)
+    bad = bool(st["missing_keys"]) or not all(s["ok"] for s in st["samples"].values())
     if fmt == "json":
         print_json(st)
+        if bad:
+            raise typer.Exit(1)
         return
     out.print(f"active key {st['active_key_id']}; key file holds {', '.join(st['key_ids'])}", markup=False)
     for kid in sorted({*st["contacts_per_key"], *st["authorizations_per_key"]}):
         mark = " (MISSING from the key file)" if kid in st["missing_keys"] else ""
+        sample = st["samples"].get(kid, {})
+        if sample and not mark:
+            mark = (f"; sample of {sample['checked']} decrypts" if sample["ok"] else
+                    f"; {sample['failed']} of {sample['checked']} sampled row(s) do NOT decrypt with this key file")
         out.print(f"  {kid}: {st['contacts_per_key'].get(kid, 0)} contact row(s), "
                   f"{st['authorizations_per_key'].get(kid, 0)} authorization row(s){mark}", markup=False)
     last = st["last_rotation"]
@@ -68,6 +77,8 @@ def status_cmd(
         state = "done" if last["done"] else (f"UNFINISHED after contact {last['last_contact_id']}, authorization "
                                              f"{last['last_authorization_id']}; run `mailer keys rotate` to resume")
         out.print(f"last rotation {last['id']}: {last['from']} -> {last['to']}, {state}", markup=False)
+    if bad:
+        raise typer.Exit(1)
 
 
 def register(app: typer.Typer) -> None:

@@ -38,20 +38,42 @@ def _filters(campaign: int | None, contact: int | None, kind: list[str] | None, 
 
 @ledger_app.command("verify")
 def verify(ctx: typer.Context,
-           as_json: Annotated[bool, typer.Option("--json", help="Print the result as JSON.")] = False) -> None:
-    """Walk the hash chain, signatures and head; exit 1 at the first broken entry."""
+           as_json: Annotated[bool, typer.Option("--json", help="Print the result as JSON.")] = False,
+           anchor: Annotated[Path | None, typer.Option(
+               "--anchor", help="Compare with this copy of the anchor file (default: the one beside the key file).")] = None,
+           ) -> None:
+    """Walk the hash chain, signatures and head, compare with the head anchored outside the
+    database, and check every delivery row against its ledger outcome; exit 1 on any problem."""
+    from mailer.ledger_crosscheck import cross_check
+
     rt = runtime(ctx)
-    v = rt.ledger.verify()
+    if anchor is not None and not anchor.is_file():
+        raise InputError(f"{anchor}: no such anchor file", hint="pass a copy of the file written beside the key file")
+    v = rt.ledger.verify(anchor_file=anchor)
+    mismatches = cross_check(rt.engine, rt.ledger) if v.ok else None
     if as_json:
-        print_json(v.as_dict())
+        print_json({**v.as_dict(), "delivery_mismatches": [m.as_dict() for m in (mismatches or [])]})
     elif v.ok:
         start = f" (entries 1..{v.anchor_seq} purged under AUTH-9; chain anchored there)" if v.anchor_seq else ""
         out.print(f"ledger intact: {v.entries} entries verified in {v.seconds:.2f}s; head is entry "
-                  f"{v.last_seq} {v.last_hash[:16]}{start}", markup=False)
+                  f"{v.last_seq} {v.last_hash}{start}", markup=False)
+        if v.anchored_seq:
+            out.print(f"  matches the anchor outside the database ({v.anchor_file}): entry {v.anchored_seq}, "
+                      f"written {v.anchored_at}", markup=False)
+        else:
+            out.print("  no anchor outside the database yet: a restored older copy could not be told apart "
+                      "(one is written after each command that records something)", markup=False)
     else:
         out.print(f"ledger BROKEN at entry {v.first_bad_seq}: {v.problem}", markup=False)
         out.print(f"  ({v.entries} entries checked; reason: {v.reason})", markup=False)
-    if not v.ok:
+    if mismatches and not as_json:
+        out.print(f"{len(mismatches)} delivery row(s) disagree with the ledger (SEC-5):", markup=False)
+        for m in mismatches[:50]:
+            out.print(f"  campaign {m.campaign_id} run {m.run} delivery {m.delivery_id} (contact {m.contact_id}): "
+                      f"row says {m.row_status}, ledger says {m.ledger_outcome}", markup=False)
+        if len(mismatches) > 50:
+            out.print(f"  ... and {len(mismatches) - 50} more (`--json` lists all)", markup=False)
+    if not v.ok or mismatches:
         raise typer.Exit(EXIT_FAILURE)
 
 
@@ -162,6 +184,9 @@ def evidence(ctx: typer.Context,
     out.print(f"wrote {res.path}: {res.files} files, {res.entries} entries of campaign {campaign}, "
               f"chain {'intact' if res.verified else 'BROKEN'}; sha256 {res.sha256}; "
               f"recorded as ledger entry {res.seq}", markup=False)
+    if res.head_hash:
+        out.print(f"ledger head when packaged: entry {res.head_seq} {res.head_hash} (keep it: `mailer ledger "
+                  "verify` must later show this entry unchanged)", markup=False)
     if not res.verified:
         raise typer.Exit(EXIT_FAILURE)
 

@@ -24,6 +24,7 @@ CODES: dict[str, tuple[str, str, str]] = {
     "PHI104": ("PHI-1", ERROR, "remove the expression; underscore attributes and Jinja globals are sandbox escapes"),
     "PHI105": ("PHI-1", ERROR, "fix template.toml: subject, from_name and a known purpose; waivers need code, reason and reviewer"),
     "PHI106": ("PHI-1", ERROR, "inline the content; the lint verifies one template folder at a time"),
+    "PHI107": ("PHI-1", ERROR, "simplify the template: it exceeds a resource budget (mailer.sandbox: loops, sizes, powers, time)"),
     # PHI-2: clinical and identifying data never in headers, URLs or alt text.
     "PHI201": ("PHI-2", ERROR, "remove the field from the subject, preheader and From name"),
     "PHI202": ("PHI-2", ERROR, "keep recipient data out of URLs, image sources and alt text"),
@@ -73,7 +74,7 @@ CODES: dict[str, tuple[str, str, str]] = {
 
 # A waiver cannot silence these: the template compiler refuses the same things, so a
 # waiver would only hide why the build fails (PHI-1 is fail-closed).
-UNWAIVABLE = frozenset({"PHI100", "PHI101", "PHI102", "PHI103", "PHI104", "PHI105", "PHI106", "PHI210"})
+UNWAIVABLE = frozenset({"PHI100", "PHI101", "PHI102", "PHI103", "PHI104", "PHI105", "PHI106", "PHI107", "PHI210"})
 
 
 @dataclass(frozen=True)

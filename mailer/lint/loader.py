@@ -56,6 +56,10 @@ def _value_start(toml_text: str, key: str) -> tuple[int, int]:
 
 
 def _read(path: Path, folder: TemplateFolder) -> str | None:
+    if path.is_symlink() or path.resolve().parent != folder.path.resolve():
+        folder.problems.append(finding("PHI105", str(path), 1, 1, "is a symbolic link or lies outside the "
+                                                                 "template folder; template files are regular files"))
+        return None
     try:
         return path.read_text(encoding="utf-8")
     except UnicodeDecodeError:
@@ -110,12 +114,20 @@ def _load_toml(folder: TemplateFolder, toml: Path, *, headers: bool) -> None:
         return
     try:
         meta = tomllib.loads(raw)
+    except RecursionError:
+        folder.problems.append(finding("PHI100", where, 1, 1, "template.toml is nested too deeply to read"))
+        return
     except tomllib.TOMLDecodeError as err:
         m = re.search(r"line (\d+), column (\d+)", str(err))
         line, col = (int(m.group(1)), int(m.group(2))) if m else (1, 1)
         folder.problems.append(finding("PHI100", where, line, col, "template.toml is not valid TOML"))
         return
 
+    from mailer.templates import META_KEYS
+
+    for key in sorted(set(meta) - META_KEYS):
+        line, col = _value_start(raw, key)
+        folder.problems.append(finding("PHI105", where, line, 1, f"unknown key '{key}' in template.toml"))
     purpose = meta.get("purpose")
     folder.purpose_at = _value_start(raw, "purpose")
     if purpose not in PURPOSES:

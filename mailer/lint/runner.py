@@ -48,7 +48,14 @@ def _lint_dir(path: Path, settings: LintSettings) -> list[Finding]:
 
 
 def _lint(folder: TemplateFolder, settings: LintSettings) -> list[Finding]:
-    """Fail closed: a bug in a check is an unwaivable error finding, never a crash (issue 5)."""
+    """Fail closed: a bug in a check is an unwaivable error finding, never a crash (issue 5).
+    Resource budgets first (mailer.sandbox, PHI107): a template over one is not analysed further."""
+    from mailer.sandbox import check_files
+
+    budget = [finding("PHI107", p.path, p.line or 1, 1, p.message)
+              for p in check_files((Path(src.path), src.kind == HTML) for src in folder.bodies)]
+    if budget:
+        return list(folder.problems) + budget
     try:
         return _checks(folder, settings)
     except Exception as err:  # noqa: BLE001 - reported as a finding, with the type only (no values)

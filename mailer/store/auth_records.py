@@ -24,6 +24,7 @@ from typing import Any
 from email_validator import EmailNotValidError
 from sqlalchemy import Engine, delete, insert, select, update
 
+from mailer import csv_header
 from mailer.authorizations import SCOPES, check_purge, is_valid, retention_until
 from mailer.contacts import normalize_email, parse_bool, records
 from mailer.crypto import Keyring
@@ -227,20 +228,19 @@ def import_authorizations(engine: Engine, keyring: Keyring, ledger: Ledger, path
         raise InputError(f"cannot read {path}: {err.strerror}") from None
     with fh, writing(engine) as conn:
         it = records(fh)
-        first = next(it, None)
-        header = [c.strip() for c in first[1]] if first else []
-        unknown = [c for c in header if c not in COLUMNS]
-        if unknown or "email" not in header or "scope" not in header or len(set(header)) != len(header):
-            probs = [RowProblem(1, c or "(empty)", f"unknown column; accepted: {', '.join(COLUMNS)}") for c in unknown]
-            if "email" not in header:
-                probs.append(RowProblem(1, "email", "required column is missing"))
-            if "scope" not in header:
-                probs.append(RowProblem(1, "scope", "required column is missing"))
-            if len(set(header)) != len(header):
-                probs.append(RowProblem(1, "(header)", "a column appears twice"))
-            raise ImportRejected(str(path), probs)
+        try:
+            first = next(it, None)
+        except csv.Error as err:
+            raise InputError(f"{path}:1: not a readable CSV file: {err}") from None
+        except UnicodeDecodeError:
+            raise InputError(f"{path}: not UTF-8 text (line 1)", hint="save the file as UTF-8 CSV") from None
+        checked = csv_header.check(first[1] if first else [], COLUMNS, ("email", "scope"))
+        header = checked.columns
+        if checked.problems:
+            raise csv_header.rejected(str(path), checked.problems)
         good: list[dict[str, Any]] = []
         seen_in_file: dict[tuple[Any, ...], int] = {}
+        line = 1
         try:
             for line, cells in it:
                 if len(cells) != len(header):
@@ -277,10 +277,18 @@ def import_authorizations(engine: Engine, keyring: Keyring, ledger: Ledger, path
                 parsed["created_at"] = parsed["updated_at"] = now or utcnow()
                 good.append(parsed)
         except csv.Error as err:
-            raise InputError(f"{path}: not a readable CSV file: {err}") from None
+            raise InputError(f"{path}: not a readable CSV file after line {line}: {err}") from None
+        except UnicodeDecodeError:
+            raise InputError(f"{path}: not UTF-8 text after line {line}", hint="save the file as UTF-8 CSV") from None
         if report.problems and not skip_invalid:
             conn.rollback()
-            raise ImportRejected(str(path), sorted(report.problems, key=lambda p: p.line))
+            rej = ImportRejected(str(path), sorted(report.problems, key=lambda p: p.line))
+            rej.message = csv_header.bad_rows_message(str(path), report.problems)
+            raise rej
+        if report.problems and not good and not report.unchanged:
+            conn.rollback()  # --skip-invalid, and nothing was good: a failure, not a success
+            rows = len({p.line for p in report.problems})
+            raise csv_header.nothing_valid(str(path), sorted(report.problems, key=lambda p: p.line), rows)
         events = []
         for rec in good:
             stored = encrypt_record(keyring, rec)

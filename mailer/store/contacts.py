@@ -15,6 +15,7 @@ from sqlalchemy import Engine, bindparam, select, text
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
+from mailer import csv_header
 from mailer.contacts import IDENTITY_COLUMNS, BadRow, ContactInput, read_rows
 from mailer.crypto import Keyring
 from mailer.db import writing
@@ -202,7 +203,7 @@ def import_contacts(
 
         for item in read_rows(fh, str(path), clinical, separator, check_deliverability=check_deliverability):
             if isinstance(item, BadRow) and item.line == 1:
-                report.add(item.problems)
+                report.problems.extend(item.problems)  # the header: not a bad row
                 break
             report.rows += 1
             h = keyring.lookup_hash(item.email) if item.email else None
@@ -212,9 +213,15 @@ def import_contacts(
         if pending or progress:
             flush()
         header_bad = bool(report.problems) and report.problems[0].line == 1
-        if header_bad or (report.bad_rows and not skip_invalid):
+        if header_bad:
+            conn.rollback()
+            raise csv_header.rejected(report.path, list(report.problems))
+        if report.bad_rows and not skip_invalid:
             conn.rollback()
             raise _rejected(report)
+        if report.bad_rows and not (report.inserted or report.updated or report.unchanged):
+            conn.rollback()  # --skip-invalid, and nothing was good: a failure, not a success
+            raise csv_header.nothing_valid(report.path, list(report.problems), report.rows)
         seen.close()
         ledger.append_in(conn, [Event(
             kind=CONTACT_IMPORT, actor=actor, outcome="imported",

@@ -191,8 +191,10 @@ _CLAIM_IF = ("UPDATE delivery SET status = 'claimed', message_id = ?, attempts =
              "updated_at = ? WHERE id = ? AND status IN ({statuses})")
 _UNSUBSCRIBE_LINK = ("INSERT INTO unsubscribetoken (token_hash, email_hash, contact_id, campaign_id, created_at) "
                      "VALUES (?, ?, ?, ?, ?)")
+# A row another process marked `uncertain` while its message was in flight still records
+# its real outcome: a row whose ledger outcome is `sent` is never left `uncertain`.
 _RECORD = ("UPDATE delivery SET status = ?, smtp_code = ?, rule_ids = ?, updated_at = ? "
-           "WHERE id = ? AND status = 'claimed'")
+           "WHERE id = ? AND status IN ('claimed', 'uncertain')")
 
 
 def _ours(conn: Any, claims: Sequence[Claimed]) -> set[int]:

@@ -17,8 +17,9 @@ from sqlalchemy import Engine, bindparam, func, insert, select, update
 
 from mailer.crypto import Keyring, key_id_of
 from mailer.db import writing
-from mailer.errors import KeyFileError
+from mailer.errors import DecryptionError, KeyFileError
 from mailer.ledger import KEY_ROTATION, Event, Ledger
+from mailer.locks import NamedLock
 from mailer.models import Authorization, Contact, KeyRotation, utcnow
 from mailer.store.auth_records import reencrypt_record
 from mailer.store.contacts import aad
@@ -44,25 +45,44 @@ def unfinished(engine: Engine) -> Any | None:
 
 
 def rotate(engine: Engine, keyring: Keyring, ledger: Ledger, *, actor: str | None = None,
-           batch: int = BATCH, progress: Callable[[int], None] | None = None) -> RotationResult:
-    """Start a rotation (new key saved to the key file first), or resume the unfinished one."""
+           batch: int = BATCH, progress: Callable[[int], None] | None = None,
+           lock_wait: float = 120.0) -> RotationResult:
+    """Start a rotation (new key saved to the key file first), or resume the unfinished one.
+
+    Starting takes an exclusive lock (a PostgreSQL advisory lock or a lock file beside the
+    SQLite database, plus a lock file beside the key file) across reading the key file,
+    creating the key, writing the key file and recording the rotation: two overlapping runs
+    can never mint two different keys under one id. The second run finds the first's
+    rotation and helps finish it (re-encryption under one key is idempotent)."""
     rot = KeyRotation.__table__  # type: ignore[attr-defined]
-    current = unfinished(engine)
-    resumed = current is not None
-    if current is None:
-        if keyring.path is None:
-            raise KeyFileError("the keyring was not loaded from a key file; cannot save a new key")
-        from_kid = keyring.active_key_id
-        to_kid = keyring.add_field_key()
-        keyring.save(keyring.path, overwrite=True)  # the key exists on disk before any row uses it
-        with writing(engine) as conn:
-            rid = conn.execute(insert(rot).values(from_key_id=from_kid, to_key_id=to_kid, last_contact_id=0,
-                                                  last_authorization_id=0, done=False,
-                                                  started_at=utcnow())).inserted_primary_key[0]  # type: ignore[index]
-            ledger.append_in(conn, [Event(kind=KEY_ROTATION, outcome="started", actor=actor, rule_ids=("SEC-4",),
-                                          detail={"rotation": rid, "from": from_kid, "to": to_kid})])
-        last = last_auth = 0
-    else:
+    if keyring.path is None:
+        raise KeyFileError("the keyring was not loaded from a key file; cannot save a new key")
+    with NamedLock(engine, "key-rotation", wait=lock_wait,
+                   extra_file=keyring.path.with_name(keyring.path.name + ".rotate.lock")) as held:
+        if not held:
+            raise KeyFileError("another `mailer keys rotate` holds the rotation lock",
+                               hint="wait for it to finish, then run `mailer keys status`")
+        _reload(keyring)  # another run may have added a key since this process loaded the file
+        current = unfinished(engine)
+        resumed = current is not None
+        if current is None:
+            used = _key_ids_in_use(engine)
+            missing = sorted(_rows_on_keys(engine) - set(keyring.field_keys))
+            if missing:
+                raise KeyFileError(f"rows are encrypted under key(s) {', '.join(missing)}, which the key file "
+                                   f"{keyring.path} does not hold: a rotation could not move them", rules=("SEC-4",),
+                                   hint="use the key file this database was encrypted with (`mailer keys status`)")
+            from_kid = keyring.active_key_id
+            to_kid = keyring.add_field_key(used=used)
+            keyring.save(keyring.path, overwrite=True)  # the key exists on disk before any row uses it
+            with writing(engine) as conn:
+                rid = conn.execute(insert(rot).values(from_key_id=from_kid, to_key_id=to_kid, last_contact_id=0,
+                                                      last_authorization_id=0, done=False,
+                                                      started_at=utcnow())).inserted_primary_key[0]  # type: ignore[index]
+                ledger.append_in(conn, [Event(kind=KEY_ROTATION, outcome="started", actor=actor, rule_ids=("SEC-4",),
+                                              detail={"rotation": rid, "from": from_kid, "to": to_kid})])
+            last = last_auth = 0
+    if current is not None:
         rid, from_kid, to_kid = current.id, current.from_key_id, current.to_key_id
         last, last_auth = current.last_contact_id, current.last_authorization_id
         if to_kid not in keyring.field_keys:
@@ -122,6 +142,40 @@ def rotate(engine: Engine, keyring: Keyring, ledger: Ledger, *, actor: str | Non
     return RotationResult(rid, from_kid, to_kid, resumed, rewritten, True)
 
 
+def _reload(keyring: Keyring) -> None:
+    """Merge the key file as it is on disk now into KEYRING (keys are only ever added)."""
+    assert keyring.path is not None
+    fresh = Keyring.load(keyring.path)
+    clash = sorted(k for k, v in fresh.field_keys.items() if k in keyring.field_keys and keyring.field_keys[k] != v)
+    if clash:
+        raise KeyFileError(f"the key file {keyring.path} holds different key material for {', '.join(clash)} "
+                           "than this process loaded", rules=("SEC-4",),
+                           hint="another process rewrote the key file: check it, then run the command again")
+    keyring.field_keys.update(fresh.field_keys)
+    keyring.active_key_id = fresh.active_key_id
+
+
+def _key_ids_in_use(engine: Engine) -> set[str]:
+    """Every field key id the database names (rows, authorizations, rotations): never minted again."""
+    contacts = Contact.__table__  # type: ignore[attr-defined]
+    auths = Authorization.__table__  # type: ignore[attr-defined]
+    rot = KeyRotation.__table__  # type: ignore[attr-defined]
+    with engine.connect() as conn:
+        ids = {r[0] for r in conn.execute(select(contacts.c.key_id).distinct())}
+        ids |= {r[0] for r in conn.execute(select(auths.c.key_id).distinct())}
+        for r in conn.execute(select(rot.c.from_key_id, rot.c.to_key_id)):
+            ids |= {r[0], r[1]}
+    return {i for i in ids if i}
+
+
+def _rows_on_keys(engine: Engine) -> set[str]:
+    contacts = Contact.__table__  # type: ignore[attr-defined]
+    auths = Authorization.__table__  # type: ignore[attr-defined]
+    with engine.connect() as conn:
+        return ({r[0] for r in conn.execute(select(contacts.c.key_id).distinct())}
+                | {r[0] for r in conn.execute(select(auths.c.key_id).distinct())})
+
+
 def _reencrypt(keyring: Keyring, row: Any, to_kid: str) -> dict[str, Any] | None:
     """The row's blobs under `to_kid` (same AAD), or None if it is already there."""
     blobs = {col: getattr(row, col) for col, _ in ENCRYPTED_CONTACT_COLUMNS}
@@ -150,7 +204,9 @@ def key_status(engine: Engine, keyring: Keyring) -> dict[str, Any]:
         auth_per_key = {kid: n for kid, n in conn.execute(
             select(auths.c.key_id, func.count()).group_by(auths.c.key_id).order_by(auths.c.key_id))}
         last = conn.execute(select(rot).order_by(rot.c.id.desc()).limit(1)).first()
+        samples = {kid: _sample(conn, keyring, kid) for kid in sorted({*per_key, *auth_per_key})}
     return {
+        "samples": samples,
         "active_key_id": keyring.active_key_id,
         "key_ids": sorted(keyring.field_keys),
         "contacts_per_key": per_key,
@@ -162,3 +218,31 @@ def key_status(engine: Engine, keyring: Keyring) -> dict[str, Any]:
             "started_at": last.started_at, "finished_at": last.finished_at,
         },
     }
+
+
+SAMPLE = 3  # rows per key id and table, from each end
+
+
+def _sample(conn: Any, keyring: Keyring, kid: str) -> dict[str, Any]:
+    """Decrypt the first and last few rows under KID: counts alone cannot show a key file
+    whose key has the right id and the wrong bytes."""
+    from mailer.store.auth_records import decrypt_authorization
+    from mailer.store.contacts import decrypt_clinical, decrypt_identity
+
+    contacts = Contact.__table__  # type: ignore[attr-defined]
+    auths = Authorization.__table__  # type: ignore[attr-defined]
+    checked = failed = 0
+    for table, check in ((contacts, lambda r: (decrypt_identity(keyring, r), decrypt_clinical(keyring, r))),
+                         (auths, lambda r: decrypt_authorization(keyring, r))):
+        ids: set[int] = set()
+        for order in (table.c.id.asc(), table.c.id.desc()):
+            for r in conn.execute(select(table).where(table.c.key_id == kid).order_by(order).limit(SAMPLE)):
+                if r.id in ids:
+                    continue
+                ids.add(r.id)
+                checked += 1
+                try:
+                    check(r)
+                except (DecryptionError, ValueError):
+                    failed += 1
+    return {"checked": checked, "failed": failed, "ok": checked > 0 and failed == 0}
