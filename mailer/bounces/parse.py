@@ -222,7 +222,7 @@ def _auto_reply(msg: Message) -> bool:
 def _nonstandard(msg: Message, raw: bytes, found: _Found) -> Report:
     from flufl.bounce import all_failures
 
-    permanent, temporary = all_failures(msg)
+    temporary, permanent = all_failures(msg)  # flufl.bounce: (temporary, permanent)
     _our_ids(raw[raw.find(b"\n\n") + 1 if b"\n\n" in raw else 0:], found)
     if not permanent and not temporary:
         return _done(UNPARSEABLE, found, reason="not a report the parsers recognise")
