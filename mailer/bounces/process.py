@@ -184,8 +184,9 @@ class Processor:
                "contact_id": t.contact_id, "email_hash": t.email_hash, "klass": d.klass, "status": d.status[:16],
                "source": it.source, "suppressed": False, "at": now}
         ins = (pg_insert if conn.dialect.name == "postgresql" else sqlite_insert)(_E)
-        res = conn.execute(ins.on_conflict_do_nothing(index_elements=["event_key"]), [row])
-        if not res.rowcount:
+        # RETURNING says whether the row is new (psycopg reports rowcount -1 for this insert)
+        new = conn.execute(ins.on_conflict_do_nothing(index_elements=["event_key"]).returning(_E.c.id), row).first()
+        if new is None:
             return Outcome(DUPLICATE, d.klass, "already processed", t.campaign_id, t.delivery_id, repeat=True)
         suppress = d.klass in (HARD, COMPLAINT)
         rules: tuple[str, ...] = ("BNC-1",) if d.klass != COMPLAINT else ("STD-7", "SPAM-5")
@@ -214,8 +215,8 @@ class Processor:
                "size": len(it.raw), "body_enc": body, "key_id": self.rt.keyring.active_key_id if keep else "",
                "at": now}
         ins = (pg_insert if conn.dialect.name == "postgresql" else sqlite_insert)(_H)
-        res = conn.execute(ins.on_conflict_do_nothing(index_elements=["sha256"]), [row])
-        if not res.rowcount:
+        new = conn.execute(ins.on_conflict_do_nothing(index_elements=["sha256"]).returning(_H.c.id), row).first()
+        if new is None:
             return Outcome(disposition, d.klass or report.kind, d.reason, repeat=True)
         events.append(Event(kind=BOUNCE, outcome=disposition, actor=self.actor,
                             rule_ids=("BNC-2",),
