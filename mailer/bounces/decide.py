@@ -46,7 +46,7 @@ class Decision:
 
 
 def decide(report: Report, *, by_token: Mapping[str, Target], by_delivery: Mapping[int, Target],
-           token_hash: Callable[[str], str], recipient_hashes: Callable[[Report], set[str]],
+           token_hash: Callable[[str], str], recipient_hashes: Callable[[Report, str], bool],
            recipient_domain_matches: Callable[[Report, Target], bool]) -> Decision:
     if report.kind in REJECTED:
         return Decision(REJECT, f"{report.kind}: {report.reason}")
@@ -66,7 +66,7 @@ def decide(report: Report, *, by_token: Mapping[str, Target], by_delivery: Mappi
             return Decision(REJECT, "forged: unknown Message-ID", klass=report.kind)
         return Decision(REVIEW, "names no message of ours", klass=report.kind, status=report.status)
     if report.recipients:
-        if target.email_hash not in recipient_hashes(report) and not (
+        if not recipient_hashes(report, target.email_hash) and not (
                 report.redacted_ok and recipient_domain_matches(report, target)):
             return Decision(REJECT, "forged: reported recipient is not the delivery's", klass=report.kind)
     return Decision(APPLY, target=target, klass=report.kind, status=report.status)

@@ -53,7 +53,7 @@ def _batches(md: mailbox.Maildir, size: int, limit: int) -> Iterator[list[tuple[
 def _file_away(md: mailbox.Maildir, root: Path, key: str, outcome: Outcome) -> None:
     """Atomic rename into the folder's cur/, marked seen (Maildir info ':2,S')."""
     try:
-        sub = md._lookup(key)  # noqa: SLF001 - the stdlib's key -> path map; rename keeps the bytes as they are
+        sub = md._lookup(key)  # type: ignore[attr-defined]  # noqa: SLF001 - the stdlib's key -> path map; rename keeps the bytes as they are
     except KeyError:
         return
     name = os.path.basename(sub).split(":", 1)[0]

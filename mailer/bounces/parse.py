@@ -107,7 +107,8 @@ def _original(part: Message, found: _Found, local_part: str, domain: str) -> Non
             if mid:
                 _our_ids(str(mid).encode("ascii", "replace"), found)
     elif ctype == "text/rfc822-headers":
-        body = part.get_payload(decode=True) or b""
+        body = part.get_payload(decode=True)
+        body = body if isinstance(body, bytes) else b""
         headers = BytesHeaderParser(policy=compat32).parsebytes(body[:_TEXT_SCAN])
         _header_tokens(headers, found, local_part, domain, ("Return-Path",))
         mid = headers.get("Message-ID")
@@ -157,10 +158,14 @@ def _dsn(parts: list[Message], found: _Found, local_part: str, domain: str) -> R
     if not isinstance(blocks, list) or len(blocks) < 2:
         return _done(MALFORMED, found, reason="delivery-status part without a per-recipient block", parser="rfc3464")
     per_message = blocks[0]
+    if not isinstance(per_message, Message):
+        return _done(MALFORMED, found, reason="unreadable per-message block", parser="rfc3464")
     _header_tokens(per_message, found, local_part, domain, ("X-Postfix-Sender", "X-Original-Sender"))
     worst: tuple[int, str, str] | None = None  # (rank, kind, status)
     recipients: list[str] = []
     for block in blocks[1:]:
+        if not isinstance(block, Message):
+            return _done(MALFORMED, found, reason="unreadable per-recipient block", parser="rfc3464")
         action = str(block.get("Action", "")).strip().lower()
         status = str(block.get("Status", "")).strip().split(" ")[0]
         if not action or not _STATUS.match(status):

@@ -22,7 +22,7 @@ from datetime import datetime, timedelta
 from types import SimpleNamespace
 from typing import Any
 
-from sqlalchemy import Connection, func, select
+from sqlalchemy import Connection, select
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
@@ -36,7 +36,7 @@ from mailer.db import writing
 from mailer.ledger import BOUNCE, Event
 from mailer.models import Campaign, Contact, Delivery, utcnow
 from mailer.runtime import Runtime
-from mailer.store.suppressions import suppress_in
+from mailer.store import rawsql
 
 _E = BounceEvent.__table__  # type: ignore[attr-defined]
 _H = BounceHeld.__table__  # type: ignore[attr-defined]
@@ -95,6 +95,15 @@ class Totals:
         return sum(self.by_disposition.values())
 
 
+# Driver-level statements (mailer.store.rawsql): SQLite >= 3.35 and PostgreSQL both take them.
+_EVENT = ("INSERT INTO bounceevent (event_key, delivery_id, campaign_id, contact_id, email_hash, klass, status, "
+          "source, suppressed, at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (event_key) DO NOTHING RETURNING id")
+_SOFT_COUNT = ("SELECT count(*) FROM bounceevent WHERE email_hash = ? AND klass = 'soft' AND at >= ? "
+               "AND event_key <> ?")
+_SUPPRESS = ("INSERT INTO suppression (email_hash, reason, campaign_id, at) VALUES (?, ?, ?, ?) "
+             "ON CONFLICT (email_hash) DO NOTHING RETURNING id")
+
+
 class Processor:
     def __init__(self, rt: Runtime, *, settings: BounceSettings | None = None, actor: str = "bounces",
                  clock: Any = utcnow) -> None:
@@ -110,29 +119,32 @@ class Processor:
         for i in range(0, len(hashes), 500):
             part = hashes[i:i + 500]
             q = ("SELECT token_hash, delivery_id, campaign_id, contact_id, email_hash FROM bouncetoken "  # noqa: S608
-                 f"WHERE token_hash IN ({','.join(':h%d' % j for j in range(len(part)))})")
-            from sqlalchemy import text
-
-            for row in conn.execute(text(q), {f"h{j}": h for j, h in enumerate(part)}):
+                 f"WHERE token_hash IN ({rawsql.marks(len(part))})")
+            for row in rawsql.fetch(conn, q, tuple(part)):
                 by_token[row[0]] = Target(row[1], row[2], row[3], row[4])
         ids = list({d for r in reports if r.actionable for _c, d, _m in r.message_ids})
         by_delivery: dict[int, Target] = {}
         for i in range(0, len(ids), 500):
             q2 = (select(_D.c.id, _D.c.campaign_id, _D.c.contact_id, _D.c.message_id, _K.c.email_hash)
                   .select_from(_D.outerjoin(_K, _K.c.id == _D.c.contact_id)).where(_D.c.id.in_(ids[i:i + 500])))
-            for row in conn.execute(q2):
-                if row.message_id and row.email_hash:
-                    by_delivery[row.id] = Target(row.id, row.campaign_id, row.contact_id, row.email_hash, row.message_id)
+            for r in conn.execute(q2):
+                if r.message_id and r.email_hash:
+                    by_delivery[r.id] = Target(r.id, r.campaign_id, r.contact_id, r.email_hash, r.message_id)
         return by_token, by_delivery
 
-    def _recipient_hashes(self, report: Report) -> set[str]:
-        out: set[str] = set()
+    def _recipient_is(self, report: Report, email_hash: str) -> bool:
+        """Whether a reported recipient has EMAIL_HASH. The lower-cased address is tried first
+        (what email-validator makes of a plain ASCII address), the validator only after."""
+        lookup = self.rt.keyring.lookup_hash
+        if any(lookup(a.strip().lower()) == email_hash for a in report.recipients):
+            return True
         for addr in report.recipients:
             try:
-                out.add(self.rt.keyring.lookup_hash(normalize_email(addr)))
-            except Exception:  # noqa: BLE001 - an unparseable address matches nothing
+                if lookup(normalize_email(addr)) == email_hash:
+                    return True
+            except Exception:  # noqa: BLE001, S112 - an unparseable address matches nothing
                 continue
-        return out
+        return False
 
     def _domain_matches(self, conn: Connection, report: Report, target: Target) -> bool:
         from mailer.store.contacts import decrypt_identity
@@ -161,7 +173,7 @@ class Processor:
             by_token, by_delivery = self._targets(conn, reports)
             for it, report in zip(items, reports, strict=True):
                 d = decide(report, by_token=by_token, by_delivery=by_delivery, token_hash=token_hash,
-                           recipient_hashes=self._recipient_hashes,
+                           recipient_hashes=self._recipient_is,
                            recipient_domain_matches=lambda r, t: self._domain_matches(conn, r, t))
                 if d.action == APPLY:
                     o = self._apply(conn, it, report, d, now, events)
@@ -180,25 +192,21 @@ class Processor:
                events: list[Event]) -> Outcome:
         t = d.target
         assert t is not None
-        row = {"event_key": d.event_key, "delivery_id": t.delivery_id, "campaign_id": t.campaign_id,
-               "contact_id": t.contact_id, "email_hash": t.email_hash, "klass": d.klass, "status": d.status[:16],
-               "source": it.source, "suppressed": False, "at": now}
-        ins = (pg_insert if conn.dialect.name == "postgresql" else sqlite_insert)(_E)
-        # RETURNING says whether the row is new (psycopg reports rowcount -1 for this insert)
-        new = conn.execute(ins.on_conflict_do_nothing(index_elements=["event_key"]).returning(_E.c.id), row).first()
-        if new is None:
-            return Outcome(DUPLICATE, d.klass, "already processed", t.campaign_id, t.delivery_id, repeat=True)
+        at = rawsql.time_param(conn)(now)
         suppress = d.klass in (HARD, COMPLAINT)
         rules: tuple[str, ...] = ("BNC-1",) if d.klass != COMPLAINT else ("STD-7", "SPAM-5")
-        if d.klass == SOFT:
-            since = now - timedelta(days=self.settings.soft_window_days)
-            n = conn.execute(select(func.count()).select_from(_E).where(
-                _E.c.email_hash == t.email_hash, _E.c.klass == SOFT, _E.c.at >= since)).scalar_one()
-            suppress = n >= self.settings.soft_limit
-        if suppress:
-            suppress_in(conn, [{"email_hash": t.email_hash, "reason": "complaint" if d.klass == COMPLAINT else "bounce",
-                                "campaign_id": t.campaign_id, "at": now}])
-            conn.execute(_E.update().where(_E.c.event_key == d.event_key).values(suppressed=True))
+        if d.klass == SOFT:  # this one and those before it within the window (a repeat is not counted twice)
+            since = rawsql.time_param(conn)(now - timedelta(days=self.settings.soft_window_days))
+            before = rawsql.fetch(conn, _SOFT_COUNT, (t.email_hash, since, d.event_key))[0][0]
+            suppress = before + 1 >= self.settings.soft_limit
+        # RETURNING says whether the row is new (a repeat inserts nothing)
+        new = rawsql.fetch(conn, _EVENT, (d.event_key, t.delivery_id, t.campaign_id, t.contact_id, t.email_hash,
+                                          d.klass, d.status[:16], it.source, suppress, at))
+        if not new:
+            return Outcome(DUPLICATE, d.klass, "already processed", t.campaign_id, t.delivery_id, repeat=True)
+        if suppress:  # idempotent: an address already suppressed stays as it is
+            rawsql.fetch(conn, _SUPPRESS, (t.email_hash, "complaint" if d.klass == COMPLAINT else "bounce",
+                                           t.campaign_id, at))
         events.append(Event(kind=BOUNCE, outcome=d.klass, campaign_id=t.campaign_id, contact_id=t.contact_id,
                             recipient_hash=t.email_hash, rule_ids=rules, actor=self.actor,
                             detail={"delivery": t.delivery_id, "status": d.status[:16], "source": it.source,

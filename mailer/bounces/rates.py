@@ -39,6 +39,6 @@ def campaign_rates(engine: Engine, campaign_id: int) -> Rates:
     with engine.connect() as conn:
         sent = conn.execute(select(func.count()).select_from(_D).where(
             _D.c.campaign_id == campaign_id, _D.c.status == "sent")).scalar_one()
-        by = dict(conn.execute(select(_E.c.klass, func.count()).where(_E.c.campaign_id == campaign_id)
-                               .group_by(_E.c.klass)).all())
+        by: dict[str, int] = {k: n for k, n in conn.execute(
+            select(_E.c.klass, func.count()).where(_E.c.campaign_id == campaign_id).group_by(_E.c.klass))}
     return Rates(campaign_id, int(sent), int(by.get("hard", 0)), int(by.get("soft", 0)), int(by.get("complaint", 0)))

@@ -180,7 +180,7 @@ def commit_cycle(
             verp = [(token_hash(c.return_token), c.delivery_id, campaign_id, c.contact_id, c.email_hash, t)
                     for c in mine_c if c.return_token]
             if verp:  # the return path's token, bound to the delivery, durable before the message leaves
-                rawsql.executemany(conn, _RETURN_TOKEN, verp)
+                rawsql.executemany(conn, _RETURN_PATH_ROW, verp)
             claimed = {c.delivery_id for c in mine_c}
         if events:
             ledger.append_in(conn, events)
@@ -196,7 +196,7 @@ _CLAIM_IF = ("UPDATE delivery SET status = 'claimed', message_id = ?, attempts =
              "updated_at = ? WHERE id = ? AND status IN ({statuses})")
 _UNSUBSCRIBE_LINK = ("INSERT INTO unsubscribetoken (token_hash, email_hash, contact_id, campaign_id, created_at) "
                      "VALUES (?, ?, ?, ?, ?)")
-_RETURN_TOKEN = ("INSERT INTO bouncetoken (token_hash, delivery_id, campaign_id, contact_id, email_hash, created_at) "
+_RETURN_PATH_ROW = ("INSERT INTO bouncetoken (token_hash, delivery_id, campaign_id, contact_id, email_hash, created_at) "
                  "VALUES (?, ?, ?, ?, ?, ?)")
 _RECORD = ("UPDATE delivery SET status = ?, smtp_code = ?, rule_ids = ?, updated_at = ? "
            "WHERE id = ? AND status = 'claimed'")

@@ -14,7 +14,15 @@ from mailer.bounces.receiver import start_receiver
 from mailer.cli.app import app
 from mailer.ledger_report import build_report, render_text
 from mailer.models import utcnow
-from tests.bounces.helpers import DOMAIN, arf, bounce_settings, dsn, import_patients, maildir_with, send_campaign
+from tests.bounces.helpers import (
+    DOMAIN,
+    arf,
+    bounce_settings,
+    dsn,
+    import_patients,
+    maildir_with,
+    send_campaign,
+)
 from tests.helpers_workflow import write_config
 
 

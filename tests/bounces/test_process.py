@@ -18,7 +18,14 @@ from mailer.bounces.rates import campaign_rates
 from mailer.contacts import normalize_email
 from mailer.crypto import token_hash
 from mailer.models import LedgerEntry, Suppression, utcnow
-from tests.bounces.helpers import arf, bounce_settings, dsn, import_patients, maildir_with, send_campaign
+from tests.bounces.helpers import (
+    arf,
+    bounce_settings,
+    dsn,
+    import_patients,
+    maildir_with,
+    send_campaign,
+)
 
 
 @pytest.fixture
