@@ -384,6 +384,10 @@ class Worker:
         self.scheduler = make_scheduler(self.rt, misfire_grace=self.misfire_grace)
         self.scheduler.add_listener(self.on_missed, EVENT_JOB_MISSED)
         self.scheduler.start()
+        if self.rt.settings.bounces.fetch_from:  # issue 19: fetch bounces on a schedule too
+            from mailer.bounces.schedule import add_fetch_job
+
+            add_fetch_job(self.scheduler, self.rt.settings.bounces)
         with self.rt.engine.connect() as conn:
             interrupted = [r[0] for r in conn.execute(select(_C.c.id).where(_C.c.status == "sending"))]
         for cid in interrupted:

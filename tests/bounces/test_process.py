@@ -210,3 +210,24 @@ async def test_the_next_campaign_skips_bounced_addresses(brt) -> None:
     Processor(brt).process([Incoming(dsn(sent[0]), "smtp")])
     _c2, sent2 = await send_campaign(brt, "again")
     assert sent[0].recipient not in {m.recipient for m in sent2} and len(sent2) == 5
+
+
+async def test_the_worker_fetches_the_maildir_on_its_schedule(runtime_factory, tmp_path) -> None:
+    from mailer.bounces import schedule
+    from mailer.scheduler import Worker
+
+    md = tmp_path / "Maildir"
+    rt = runtime_factory(None, **bounce_settings(fetch_from="maildir", maildir=str(md), fetch_minutes=7))
+    import_patients(rt, tmp_path)
+    _cid, sent = await send_campaign(rt)
+    maildir_with(md, [dsn(sent[0])])
+    worker = Worker(rt, name="worker-test")
+    worker.start()
+    try:
+        job = worker.scheduler.get_job(schedule.JOB_ID)
+        assert job is not None and job.trigger.interval.total_seconds() == 7 * 60
+        schedule.job()  # what the scheduler runs every 7 minutes
+    finally:
+        worker.stop()
+    assert suppressed(rt) == {h(rt, sent[0].recipient): "bounce"}
+    assert [e.actor for e in bounce_entries(rt)] == ["worker-test"]
