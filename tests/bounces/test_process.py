@@ -231,3 +231,31 @@ async def test_the_worker_fetches_the_maildir_on_its_schedule(runtime_factory, t
         worker.stop()
     assert suppressed(rt) == {h(rt, sent[0].recipient): "bounce"}
     assert [e.actor for e in bounce_entries(rt)] == ["worker-test"]
+
+
+async def test_random_and_mutated_reports_never_act(brt) -> None:
+    """Property: bytes that are not a genuine report for a delivery change nothing (no event,
+    no suppression); every one is kept aside with a reason, none raises."""
+    from hypothesis import HealthCheck, given, settings
+    from hypothesis import strategies as st
+
+    _cid, sent = await send_campaign(brt)
+    genuine = dsn(sent[0])
+    proc = Processor(brt)
+
+    @settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+    @given(st.one_of(st.binary(max_size=2048),
+                     st.tuples(st.integers(0, len(genuine) - 1), st.binary(min_size=1, max_size=8)).map(
+                         lambda p: genuine[:p[0]] + p[1] + genuine[p[0] + len(p[1]):])))
+    def check(raw: bytes) -> None:
+        [o] = proc.process([Incoming(raw, "smtp")])
+        if o.disposition == "applied":  # only a mutation that left the token and the recipient intact may act
+            assert sent[0].token in raw.decode("latin-1") and o.reason == ""
+        else:
+            assert o.disposition in ("review", "rejected", "duplicate") and o.reason
+
+    check()
+    with brt.engine.connect() as conn:
+        events = conn.execute(select(BounceEvent.__table__)).all()
+    assert all(e.email_hash == h(brt, sent[0].recipient) for e in events)
+    assert set(suppressed(brt)) <= {h(brt, sent[0].recipient)}
