@@ -14,9 +14,10 @@ import os
 import ssl
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 from mailer.bounces.process import Incoming, Outcome, Processor, Totals
-from mailer.errors import ConfigError, InputError
+from mailer.errors import ConfigError, InputError, TLSPolicyError, TransportError
 
 FOLDERS = {"processed": "mailer-processed", "review": "mailer-review", "rejected": "mailer-rejected"}
 Progress = Callable[[Totals], None]
@@ -86,6 +87,28 @@ def imap_context(ca_file: Path | None) -> ssl.SSLContext:
     return tls_context(ca_file)
 
 
+def _login(mailbox_class: Any, s: Any, password: str) -> Any:
+    """Connect with TLS and log in; the one place that translates imaplib's and ssl's errors."""
+    from imap_tools.errors import MailboxLoginError
+
+    where = f"{s.imap_host}:{s.imap_port}"
+    try:
+        return mailbox_class(s.imap_host, s.imap_port, ssl_context=imap_context(s.imap_ca_file), timeout=60).login(
+            s.imap_username, password, initial_folder=s.imap_folder)
+    except ssl.SSLCertVerificationError as err:
+        raise TLSPolicyError(f"IMAP server {where}: certificate did not verify: {err.verify_message}",
+                             rules=("TLS-3",), hint="trust its CA with bounces.imap_ca_file; verification stays on") from None
+    except ssl.SSLError as err:
+        raise TLSPolicyError(f"IMAP server {where}: TLS handshake failed ({err.reason})", rules=("TLS-2",),
+                             hint="the server must offer TLS 1.2 or newer on its IMAPS port (993)") from None
+    except MailboxLoginError:
+        raise ConfigError(f"IMAP server {where} refused the login of bounces.imap_username",
+                          hint=f"check the user name and ${s.imap_password_env}") from None
+    except OSError as err:
+        raise TransportError(f"IMAP server {where} unreachable: {type(err).__name__}",
+                             hint="check bounces.imap_host and bounces.imap_port") from None
+
+
 def fetch_imap(processor: Processor, *, progress: Progress | None = None) -> Totals:
     """Unseen messages of `bounces.imap_folder` over IMAP with TLS (port 993; never in clear)."""
     from imap_tools import AND, MailBox
@@ -98,8 +121,7 @@ def fetch_imap(processor: Processor, *, progress: Progress | None = None) -> Tot
         raise ConfigError(f"no IMAP password in ${s.imap_password_env}",
                           hint=f"export {s.imap_password_env}=... (it is never printed)")
     totals = Totals()
-    with MailBox(s.imap_host, s.imap_port, ssl_context=imap_context(s.imap_ca_file)).login(
-            s.imap_username, password.get_secret_value(), initial_folder=s.imap_folder) as box:
+    with _login(MailBox, s, password.get_secret_value()) as box:
         for name in FOLDERS.values():
             if not box.folder.exists(name):
                 box.folder.create(name)
