@@ -106,3 +106,34 @@ async def test_receiver_requires_starttls_and_takes_only_the_bounce_domain(brt, 
     finally:
         controller.stop()
     assert handler.totals.by_class == {"hard": 1}
+
+
+async def test_receive_command_runs_until_interrupted(brt, certs, tmp_path) -> None:
+    import asyncio
+    import os
+    import signal
+    import subprocess
+    import sys
+
+    _cid, sent = await send_campaign(brt)
+    cfg = write_config(brt, tmp_path / "receiver.toml")
+    cfg.write_text(cfg.read_text().replace("[bounces]", f'[bounces]\ntls_cert_file = "{certs.cert_file}"\n'
+                                               f'tls_key_file = "{certs.key_file}"', 1))
+    proc = subprocess.Popen([sys.executable, "-m", "mailer.cli.app", "--config", str(cfg), "--actor", "mx",
+                             "bounces", "receive", "--port", "0"], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            text=True, env={**os.environ, "COLUMNS": "200"})
+    try:
+        assert proc.stdout is not None
+        line = await asyncio.to_thread(proc.stdout.readline)
+        assert line.startswith(f"receiving bounces for {DOMAIN} on 127.0.0.1:") and "STARTTLS required" in line
+        port = int(line.split(":")[1].split()[0])
+        ctx = ssl.create_default_context(cafile=str(certs.ca_file))
+        client = aiosmtplib.SMTP(hostname="localhost", port=port, start_tls=True, tls_context=ctx, timeout=10)
+        await client.connect()
+        await client.sendmail("", [f"bounces+{sent[0].token}@{DOMAIN}"], dsn(sent[0]))
+        await client.quit()
+    finally:
+        proc.send_signal(signal.SIGINT)
+        out, err = await asyncio.to_thread(proc.communicate, timeout=30)
+    assert proc.returncode == 0, err
+    assert "received: 1 message(s): applied 1" in out and "Traceback" not in err
