@@ -146,7 +146,8 @@ class Composer:
             self._from_cache[name] = cached
         return cached
 
-    def compose(self, *, recipient: str, rendered: Rendered, message_id: str, unsubscribe_url: str) -> OutboundMessage:
+    def compose(self, *, recipient: str, rendered: Rendered, message_id: str, unsubscribe_url: str,
+                envelope_from: str | None = None) -> OutboundMessage:
         if not unsubscribe_url.startswith("https://"):
             raise InputError("unsubscribe URL must be https", rules=("STD-3",), hint="set unsubscribe.base_url to an https URL")
         if any(c in recipient for c in "\r\n,;<>"):
@@ -166,4 +167,4 @@ class Composer:
         data = head + body
         if self.signer is not None:
             data = self.signer(data) + data
-        return OutboundMessage(self.envelope_from, recipient, data, message_id)
+        return OutboundMessage(envelope_from or self.envelope_from, recipient, data, message_id)

@@ -125,6 +125,54 @@ class DKIMSettings(_Section):
     selector: str = ""
 
 
+class BounceSettings(_Section):
+    """Bounce and complaint processing (issue 19, BNC-1, BNC-2, STD-7)."""
+
+    domain: str = ""  # VERP return path bounces+TOKEN@domain; empty: MAIL FROM is sender.envelope_from
+    local_part: str = "bounces"
+    max_message_bytes: int = Field(default=1_048_576, ge=4096)  # larger reports are rejected, unread
+    soft_limit: int = Field(default=3, ge=1)  # N soft bounces ...
+    soft_window_days: int = Field(default=30, ge=1)  # ... within M days suppress the address
+    complaint_rate_threshold: float = Field(default=0.003, gt=0, le=1)  # STD-7: pause recurring runs
+    batch: int = Field(default=200, ge=1, le=5000)  # messages per commit when fetching
+    receiver_host: str = "127.0.0.1"
+    receiver_port: int = Field(default=2525, ge=1, le=65535)
+    tls_cert_file: Path | None = None  # the receiver's STARTTLS certificate (PEM)
+    tls_key_file: Path | None = None
+    maildir: Path | None = None
+    imap_host: str = ""
+    imap_port: int = Field(default=993, ge=1, le=65535)
+    imap_username: str = ""
+    imap_password_env: str = "MAILER_IMAP_PASSWORD"  # noqa: S105 - the variable's name, not a password
+    imap_folder: str = "INBOX"
+    imap_ca_file: Path | None = None
+    fetch_from: Literal["", "maildir", "imap"] = ""  # what `mailer worker` fetches on its own
+    fetch_minutes: int = Field(default=5, ge=1)
+
+    @field_validator("tls_cert_file", "tls_key_file", "maildir", "imap_ca_file", mode="before")
+    @classmethod
+    def _empty_path(cls, value: Any) -> Any:
+        return None if value in ("", None) else value
+
+    @field_validator("domain")
+    @classmethod
+    def _domain(cls, value: str) -> str:
+        if value and ("@" in value or any(c in value for c in " <>,+")):
+            raise ValueError("must be a bare domain like bounces.example.org")
+        return value.lower()
+
+    @field_validator("local_part")
+    @classmethod
+    def _local(cls, value: str) -> str:
+        if not value or not all(c.isalnum() or c in "._-" for c in value):
+            raise ValueError("must be letters, digits, '.', '_' or '-' (the token follows a '+')")
+        return value
+
+    def imap_password(self) -> SecretStr | None:
+        value = os.environ.get(self.imap_password_env, "")
+        return SecretStr(value) if value else None
+
+
 class Settings(_Section):
     database: DatabaseSettings = DatabaseSettings()
     keys: KeySettings = KeySettings()
@@ -135,6 +183,7 @@ class Settings(_Section):
     limits: LimitSettings = LimitSettings()
     fields: FieldSettings = FieldSettings()
     dkim: DKIMSettings = DKIMSettings()
+    bounces: BounceSettings = BounceSettings()
     source: str = "<defaults>"
 
     @property
@@ -177,7 +226,8 @@ def load_settings(path: Path | str | None = None, env: Mapping[str, str] | None 
             raise ConfigError(f"{p}: not valid TOML: {err}") from None
         source = str(p)
         base = p.parent
-        for section, key in (("keys", "file"), ("smtp", "ca_file")):
+        for section, key in (("keys", "file"), ("smtp", "ca_file"), ("bounces", "tls_cert_file"),
+                             ("bounces", "tls_key_file"), ("bounces", "maildir"), ("bounces", "imap_ca_file")):
             part = data.get(section, {})
             if isinstance(part, dict) and part.get(key) and not Path(part[key]).is_absolute():
                 part[key] = str(base / part[key])

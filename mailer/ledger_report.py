@@ -56,10 +56,11 @@ class CampaignLine:
     sends: dict[str, int] = field(default_factory=dict)  # outcome -> entries
     skipped: int = 0
     refusals: int = 0
+    bounces: dict[str, int] = field(default_factory=dict)  # hard, soft, complaint, bounce (SMTP reply)
 
     def as_dict(self) -> dict[str, Any]:
         return {"id": self.id, "name": self.name, "purpose": self.purpose, "status": self.status,
-                "sends": self.sends, "skipped": self.skipped, "refusals": self.refusals}
+                "sends": self.sends, "skipped": self.skipped, "refusals": self.refusals, "bounces": self.bounces}
 
 
 @dataclass
@@ -75,6 +76,7 @@ class QuarterReport:
     refusals_by_rule: dict[str, int] = field(default_factory=dict)
     unsubscribes: dict[str, int] = field(default_factory=dict)  # outcome (reason) -> count
     bounces: dict[str, int] = field(default_factory=dict)
+    complaints_by_campaign: dict[int, int] = field(default_factory=dict)  # flagged for the reviewer (STD-7)
     authorization_events: dict[str, int] = field(default_factory=dict)  # imported, revoked, ...
     approvals: dict[str, int] = field(default_factory=dict)  # approved, rejected
     approvers: dict[str, int] = field(default_factory=dict)  # actor -> decisions
@@ -92,7 +94,8 @@ class QuarterReport:
             "campaigns": [c.as_dict() for c in self.campaigns],
             "sends_by_outcome": self.sends_by_outcome, "skips_by_rule": self.skips_by_rule,
             "refusals_by_rule": self.refusals_by_rule, "unsubscribes": self.unsubscribes,
-            "bounces": self.bounces, "authorization_events": self.authorization_events,
+            "bounces": self.bounces, "complaints_by_campaign": self.complaints_by_campaign,
+            "authorization_events": self.authorization_events,
             "approvals": self.approvals, "approvers": self.approvers,
             "contact_imports": self.contact_imports, "data_exports": self.data_exports,
             "key_rotations": self.key_rotations,
@@ -157,6 +160,10 @@ def build_report(ledger: Ledger, quarter: str, *, verify: bool = True) -> Quarte
             line.skipped += n
         elif kind == REFUSAL:
             line.refusals += n
+        elif kind == BOUNCE:
+            line.bounces[outcome or "-"] = line.bounces.get(outcome or "-", 0) + n
+            if outcome == "complaint":
+                rep.complaints_by_campaign[cid] = rep.complaints_by_campaign.get(cid, 0) + n
     rep.campaigns = [lines[k] for k in sorted(lines)]
     if verify:
         rep.verification = ledger.verify()
@@ -194,16 +201,21 @@ def render_text(rep: QuarterReport) -> str:
     add(f"Campaigns with activity: {len(rep.campaigns)}")
     if rep.campaigns:
         add(f"  {'id':>5}  {'purpose':<30} {'status':<10} {'sent':>7} {'failed':>7} {'deferred':>8} "
-            f"{'uncertain':>9} {'skipped':>7} {'refusals':>8}  name")
+            f"{'uncertain':>9} {'skipped':>7} {'refusals':>8} {'bounced':>7} {'complaints':>10}  name")
         for c in rep.campaigns:
             s = c.sends
             add(f"  {c.id:>5}  {c.purpose:<30} {c.status:<10} {s.get('sent', 0):>7} {s.get('failed', 0):>7} "
-                f"{s.get('deferred', 0):>8} {s.get('uncertain', 0):>9} {c.skipped:>7} {c.refusals:>8}  {c.name}")
+                f"{s.get('deferred', 0):>8} {s.get('uncertain', 0):>9} {c.skipped:>7} {c.refusals:>8} "
+                f"{sum(v for k, v in c.bounces.items() if k in ('hard', 'soft', 'bounce')):>7} "
+                f"{c.bounces.get('complaint', 0):>10}  {c.name}")
     section("Send attempts by outcome", rep.sends_by_outcome)
     section("Skips by rule (an entry may cite several)", rep.skips_by_rule)
     section("Refusals by rule", rep.refusals_by_rule)
     section("Unsubscribes", rep.unsubscribes)
-    section("Bounces", rep.bounces)
+    section("Bounces and complaints (hard, soft, complaint; review and rejected: kept aside)", rep.bounces)
+    if rep.complaints_by_campaign:
+        add("  FLAG: spam complaints (STD-7) in campaign(s) "
+            + ", ".join(f"{cid} ({n})" for cid, n in sorted(rep.complaints_by_campaign.items())))
     section("Authorization events", rep.authorization_events)
     section("Approvals and rejections", rep.approvals)
     if rep.approvers:

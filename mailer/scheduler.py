@@ -398,6 +398,10 @@ class Worker:
         # SEC-5: the ledger head is anchored outside the database at least hourly
         self.scheduler.add_job(self.anchor_ledger, "interval", seconds=ANCHOR_INTERVAL, id="ledger-anchor",
                                jobstore="memory", replace_existing=True, next_run_time=datetime.now(UTC))
+        if self.rt.settings.bounces.fetch_from:  # issue 19: fetch bounces on a schedule too
+            from mailer.bounces.schedule import add_fetch_job
+
+            add_fetch_job(self.scheduler, self.rt.settings.bounces)
         with self.rt.engine.connect() as conn:
             interrupted = [r[0] for r in conn.execute(select(_C.c.id).where(_C.c.status == "sending"))]
         for cid in interrupted:

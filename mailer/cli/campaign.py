@@ -189,6 +189,8 @@ def status(ctx: typer.Context,
            campaign_id: Annotated[int | None, typer.Argument(help="Campaign id; all campaigns when omitted.")] = None,
            fmt: Annotated[str, typer.Option("--format", help="text or json.")] = "text") -> None:
     """Campaign state and per-recipient outcome counts."""
+    from mailer.bounces.rates import campaign_rates
+
     rt = runtime(ctx)
     t = Campaign.__table__  # type: ignore[attr-defined]
     q = select(t).order_by(t.c.id)
@@ -199,17 +201,19 @@ def status(ctx: typer.Context,
     tz = rt.settings.center.timezone
     data = [{"id": r.id, "name": r.name, "purpose": r.purpose, "status": r.status, "reason": r.status_reason,
              "author": r.author, "run": r.run, "schedule": r.schedule_cron or campaigns.display_time(r.schedule_at, tz),
-             "recipients": dq.counts(rt.engine, r.id)} for r in rows]
+             "recipients": dq.counts(rt.engine, r.id), "bounces": campaign_rates(rt.engine, r.id).as_dict()}
+            for r in rows]
     if fmt == "json":
         print_json(data)
         return
     table = Table()
-    for col in ("id", "name", "purpose", "status", "schedule", "recipients"):
+    for col in ("id", "name", "purpose", "status", "schedule", "recipients", "bounce / complaint rate"):
         table.add_column(col)
     for d in data:
         table.add_row(str(d["id"]), d["name"], d["purpose"], d["status"] + (f" ({d['reason']})" if d["reason"] else ""),
                       d["schedule"] + (f" run {d['run']}" if d["run"] else ""),
-                      ", ".join(f"{k} {v}" for k, v in sorted(d["recipients"].items())))
+                      ", ".join(f"{k} {v}" for k, v in sorted(d["recipients"].items())),
+                      f"{d['bounces']['bounce_rate']:.2%} / {d['bounces']['complaint_rate']:.2%}")
     out.print(table)
 
 

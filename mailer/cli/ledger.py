@@ -108,6 +108,7 @@ def show(ctx: typer.Context, campaign: CampaignOpt = None, contact: ContactOpt =
     rt = runtime(ctx)
     f = _filters(campaign, contact, kind, outcome, since, until)
     page: list[Any] = []
+    bounce_counts: dict[int | None, dict[str, int]] = {}
     shown = 0
     more = False
     for r in entries(rt.ledger, f):
@@ -116,11 +117,18 @@ def show(ctx: typer.Context, campaign: CampaignOpt = None, contact: ContactOpt =
             break
         page.append(r)
         shown += 1
+        if r.kind == "bounce":
+            per = bounce_counts.setdefault(r.campaign_id, {})
+            per[r.outcome or "-"] = per.get(r.outcome or "-", 0) + 1
         if len(page) >= 500:
             out.print(entries_table(page))
             page = []
     if page or not shown:
         out.print(entries_table(page))
+    if bounce_counts:  # issue 19: bounces and complaints per campaign among the entries shown
+        out.print("bounces and complaints per campaign: " + "; ".join(
+            f"{cid or '-'}: " + ", ".join(f"{k} {n}" for k, n in sorted(v.items()))
+            for cid, v in sorted(bounce_counts.items(), key=lambda kv: kv[0] or 0)), markup=False)
     tail_note = "; more match: raise --limit or use `mailer ledger export`" if more else ""
     out.print(f"{shown} entr{'y' if shown == 1 else 'ies'} shown{tail_note}", markup=False)
 

@@ -44,6 +44,7 @@ class Claimed:
     token: str  # clear only in memory; the table keeps its SHA-256
     attempts: int
     email_hash: str  # the contact's lookup hash, read with the row: the unsubscribe token is filed under it
+    return_token: str = ""  # VERP token of the return path (mailer.bounces.verp); clear only in memory
 
 
 @dataclass(frozen=True)
@@ -176,6 +177,10 @@ def commit_cycle(
             mine_c = [c for c in claims if c.delivery_id in ours]
             rawsql.executemany(conn, _UNSUBSCRIBE_LINK, [(token_hash(c.token), c.email_hash, c.contact_id,
                                                campaign_id, t) for c in mine_c])
+            verp = [(token_hash(c.return_token), c.delivery_id, campaign_id, c.contact_id, c.email_hash, t)
+                    for c in mine_c if c.return_token]
+            if verp:  # the return path's token, bound to the delivery, durable before the message leaves
+                rawsql.executemany(conn, _RETURN_PATH_ROW, verp)
             claimed = {c.delivery_id for c in mine_c}
         if events:
             ledger.append_in(conn, events)
@@ -191,6 +196,8 @@ _CLAIM_IF = ("UPDATE delivery SET status = 'claimed', message_id = ?, attempts =
              "updated_at = ? WHERE id = ? AND status IN ({statuses})")
 _UNSUBSCRIBE_LINK = ("INSERT INTO unsubscribetoken (token_hash, email_hash, contact_id, campaign_id, created_at) "
                      "VALUES (?, ?, ?, ?, ?)")
+_RETURN_PATH_ROW = ("INSERT INTO bouncetoken (token_hash, delivery_id, campaign_id, contact_id, email_hash, created_at) "
+                    "VALUES (?, ?, ?, ?, ?, ?)")
 # A row another process marked `uncertain` while its message was in flight still records
 # its real outcome: a row whose ledger outcome is `sent` is never left `uncertain`.
 _RECORD = ("UPDATE delivery SET status = ?, smtp_code = ?, rule_ids = ?, updated_at = ? "
