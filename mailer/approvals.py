@@ -17,6 +17,7 @@ from typing import Any
 from sqlalchemy import select
 
 from mailer import campaigns
+from mailer.accounts.permissions import Action, require
 from mailer.classify import Classification, classify, from_campaign, scope_refusals
 from mailer.db import writing
 from mailer.errors import ComplianceRefusal, StateError
@@ -115,6 +116,18 @@ def review(rt: Runtime, campaign: Campaign, *, count: bool = True) -> ReviewPack
     return packet
 
 
+def _signed_in_as(rt: Runtime, reviewer: str, action: Action) -> None:
+    """Defence in depth: when a principal is signed in (CLI, web, worker), the decision is
+    taken as that account, which must hold the reviewer role (SEC-6), whatever name is passed."""
+    p = rt.principal
+    if p is None:
+        return
+    require(p, action)
+    if reviewer.strip().lower() != p.name:
+        raise StateError(f"the decision is recorded as the signed-in account ({p.name}), not {reviewer!r}",
+                         rules=("SEC-1",))
+
+
 def _refuse(rt: Runtime, campaign_id: int, actor: str, refusals: list[Refusal], what: str) -> None:
     rt.ledger.append([Event(kind=REFUSAL, outcome=what, campaign_id=campaign_id, actor=actor,
                             rule_ids=tuple(dict.fromkeys(r.rule for r in refusals)),
@@ -124,14 +137,15 @@ def _refuse(rt: Runtime, campaign_id: int, actor: str, refusals: list[Refusal], 
 
 def approve(rt: Runtime, campaign_id: int, *, reviewer: str, note: str = "") -> tuple[Approval, ReviewPacket]:
     """SEC-6: a second person approves exactly the content hashes in the packet."""
+    _signed_in_as(rt, reviewer, Action.CAMPAIGN_APPROVE)
     c = campaigns.get(rt, campaign_id)
     if c.status != "submitted":
         raise StateError(f"campaign {campaign_id} is {c.status}; approve needs it to be submitted",
                          hint="the author submits it first: mailer campaign submit ID")
     if reviewer.strip().lower() == (c.author or "").strip().lower():
         _refuse(rt, campaign_id, reviewer, [Refusal(
-            "SEC-6", f"the author ({reviewer}) cannot approve their own campaign",
-            "a different person approves: mailer --actor REVIEWER campaign approve ID")], "self-approval")
+            "SEC-6", f"the author's account ({reviewer}) cannot approve its own campaign",
+            "another account with the reviewer role approves it")], "self-approval")
     packet = review(rt, c)
     if (packet.template_hash, packet.segment_hash) != (c.template_hash, c.segment_hash):
         _refuse(rt, campaign_id, reviewer, [Refusal(
@@ -169,6 +183,7 @@ def _note(note: str, packet: ReviewPacket) -> str:
 
 def reject(rt: Runtime, campaign_id: int, *, reviewer: str, reason: str) -> Approval:
     """Send a submitted campaign back to draft with the reviewer's reason (no PHI, please)."""
+    _signed_in_as(rt, reviewer, Action.CAMPAIGN_REJECT)
     c = campaigns.get(rt, campaign_id)
     th, sh = campaigns.current_hashes(c)
     with writing(rt.engine) as conn:
@@ -201,7 +216,8 @@ def approval_refusals(campaign: Campaign, approval: Approval | None, current: tu
                         "a reviewer other than the author approves it")]
     out = []
     if approval.reviewer.strip().lower() == (campaign.author or "").strip().lower():
-        out.append(Refusal("SEC-6", "the approval was given by the author", "a different person approves"))
+        out.append(Refusal("SEC-6", "the approval was given by the author's account",
+                           "another account with the reviewer role approves it"))
     if approval.template_hash != th or campaign.template_hash != th:
         out.append(Refusal("SEC-6", f"template changed since approval {approval.id} "
                            f"(approved {approval.template_hash[:12]}, now {th[:12]})",

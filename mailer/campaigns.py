@@ -131,7 +131,7 @@ def transition_in(rt: Runtime, conn: Any, campaign_id: int, action: str, *, acto
 
 _HINTS = {
     "draft": "submit it first: mailer campaign submit ID",
-    "submitted": "a reviewer other than the author approves it: mailer --actor REVIEWER campaign approve ID",
+    "submitted": "an account with the reviewer role, other than the author's, approves it: mailer campaign approve ID",
     "paused": "resume it: mailer campaign resume ID",
     "done": "create a new campaign",
     "cancelled": "create a new campaign",

@@ -171,6 +171,16 @@ class BounceSettings(_Section):
     def imap_password(self) -> SecretStr | None:
         value = os.environ.get(self.imap_password_env, "")
         return SecretStr(value) if value else None
+class AccountSettings(_Section):
+    """Sign-in policy (issue 12): lockout, password rules, session and token lifetimes."""
+
+    lockout_attempts: int = Field(default=5, ge=1, le=100)  # failed sign-ins before a lock
+    lockout_minutes: int = Field(default=15, ge=1)
+    password_min_length: int = Field(default=12, ge=8, le=128)
+    session_idle_minutes: int = Field(default=15, ge=1, le=24 * 60)  # SEC-3: idle sessions end
+    session_max_hours: int = Field(default=12, ge=1, le=24 * 30)
+    api_token_days: int = Field(default=90, ge=1, le=3650)
+    totp_issuer: str = "mailer"
 
 
 class Settings(_Section):
@@ -184,6 +194,7 @@ class Settings(_Section):
     fields: FieldSettings = FieldSettings()
     dkim: DKIMSettings = DKIMSettings()
     bounces: BounceSettings = BounceSettings()
+    accounts: AccountSettings = AccountSettings()
     source: str = "<defaults>"
 
     @property

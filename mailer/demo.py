@@ -7,6 +7,11 @@ message kept as an .eml file in .demo/sink/). Sample data is synthetic (example.
 
 from __future__ import annotations
 
+import contextlib
+import io
+import os
+import re
+import secrets
 import shlex
 import shutil
 import sys
@@ -14,6 +19,7 @@ import time
 from collections.abc import Sequence
 from pathlib import Path
 
+import pyotp
 from rich.console import Console
 from rich.rule import Rule
 
@@ -73,17 +79,55 @@ def run_demo(folder: Path, console: Console | None = None, *, extra_steps: Seque
                   f"127.0.0.1:{port} with a CA made for this run; its settings:")
     console.print(sink.settings(), markup=False)
 
-    def mailer(*args: str, expect: int = 0, who: str = "marketer") -> None:
-        console.print(f"\n[bold cyan]$ mailer {shlex.join(args)}[/]  [dim]({who})[/]")
-        code = app(["--config", str(config), "--actor", who, *args], standalone_mode=False, prog_name="mailer")
+    tokens: dict[str, str] = {}
+    saved_env = {k: os.environ.get(k) for k in ("MAILER_TOKEN", "XDG_CONFIG_HOME")}
+    os.environ["XDG_CONFIG_HOME"] = str(folder / "config")  # the demo's session file stays in its folder
+
+    def mailer(*args: str, expect: int = 0, who: str | None = "marketer", stdin: str | None = None) -> str:
+        """Run one CLI command as `who` (an API token; None: the `mailer login` session);
+        returns what it printed (also shown)."""
+        shown = who or ("nobody signed in yet" if args[0] == "init" else "admin's session from mailer login")
+        console.print(f"\n[bold cyan]$ mailer {shlex.join(args)}[/]  [dim]({shown})[/]")
+        os.environ["MAILER_TOKEN"] = tokens.get(who, "") if who else ""
+        buf = io.StringIO()
+        old_in = sys.stdin
+        try:
+            if stdin is not None:
+                sys.stdin = io.StringIO(stdin)
+            with contextlib.redirect_stdout(buf):
+                code = app(["--config", str(config), *args], standalone_mode=False, prog_name="mailer")
+        finally:
+            sys.stdin = old_in
+        text = buf.getvalue()
+        sys.stdout.write(text)
         code = code or 0
         if code != expect:
             raise SystemExit(f"demo step failed: mailer {' '.join(args)} exited {code}, expected {expect}")
+        return text
+
+    def grab(label: str, text: str) -> str:
+        m = re.search(rf"{label}: (\S+)", text)
+        if m is None:
+            raise SystemExit(f"demo step failed: no {label} in the output")
+        return m.group(1)
 
     try:
-        mailer("init", who="admin")
+        made = mailer("init", who=None)
+        admin_totp = grab("TOTP secret for admin", made)
+        console.print("\n[dim]The first administrator signs in (password + TOTP code) and must change the "
+                      "one-time password now:[/]")
+        mailer("login", "--user", "admin", "--password-stdin", "--totp", pyotp.TOTP(admin_totp).now(), who=None,
+               stdin=f"{grab('one-time password for admin', made)}\n{secrets.token_urlsafe(16)}\n")
+        mailer("users", "add", "marketer", "--role", "marketer", who=None)
+        mailer("users", "add", "compliance", "--role", "reviewer", who=None)
+        for name in ("marketer", "compliance"):
+            tokens[name] = mailer("users", "token", name, "--label", "demo", who=None).strip().splitlines()[-1]
+        console.print("\n[dim]A wrong password is one line, exit 3, and recorded; it never says whether the "
+                      "account exists:[/]")
+        mailer("login", "--user", "marketer", "--password-stdin", who=None, stdin="not the password\n", expect=3)
+        mailer("whoami")
         mailer("contacts", "import", str(ROOT / "examples/contacts.csv"))
-        mailer("authorizations", "import", str(ROOT / "examples/authorizations.csv"), who="compliance")
+        mailer("authorizations", "import", str(ROOT / "examples/authorizations.csv"))
         mailer("segment", "check", str(ROOT / "segments/newsletter.toml"))
         mailer("segment", "check", str(ROOT / "segments/osteoporosis-followup.toml"), "--explain")
         mailer("lint", str(ROOT / "templates/newsletter"), str(ROOT / "templates/condition-targeted"))
@@ -92,7 +136,7 @@ def run_demo(folder: Path, console: Console | None = None, *, extra_steps: Seque
         for step in extra_steps:
             mailer(*step)
         mailer("campaign", "submit", "1")
-        console.print("\n[dim]Four eyes (SEC-6): the marketer may not approve their own campaign:[/]")
+        console.print("\n[dim]Four eyes (SEC-6): the author's account may not approve its own campaign:[/]")
         mailer("campaign", "approve", "1", expect=3)
         mailer("campaign", "approve", "1", who="compliance")
         mailer("campaign", "check", "1", who="compliance")
@@ -105,10 +149,17 @@ def run_demo(folder: Path, console: Console | None = None, *, extra_steps: Seque
         console.print("\n[dim]A patient's written revocation arrives after the audience was frozen (AUTH-7):[/]")
         mailer("authorizations", "revoke", "--contact", "3", "--scope", "condition-targeted-marketing", who="compliance")
         mailer("campaign", "send", "2")
+        mailer("ledger", "show", "--kind", "access", "--limit", "12", who="compliance")
         mailer("ledger", "tail", "-n", "8", who="compliance")
         mailer("ledger", "verify", who="compliance")
+        mailer("logout", who=None)
     finally:
         sink.stop()
+        for key, value in saved_env.items():
+            if value is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = value
     assert sink.writer is not None
     stats = sink.writer.stats
     console.print(Rule("what the sink received"))

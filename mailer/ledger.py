@@ -52,8 +52,9 @@ DATA_EXPORT = "data-export"
 AUDIENCE = "audience"
 CAMPAIGN = "campaign"
 SYSTEM = "system"
+ACCESS = "access"  # sign-in, sign-out, failures, lockouts, tokens, account changes (issue 12)
 KINDS = (SEND, SKIP, REFUSAL, APPROVAL, AUTHORIZATION, UNSUBSCRIBE, BOUNCE, KEY_ROTATION,
-         CONTACT_IMPORT, DATA_EXPORT, AUDIENCE, CAMPAIGN, SYSTEM)
+         CONTACT_IMPORT, DATA_EXPORT, AUDIENCE, CAMPAIGN, SYSTEM, ACCESS)
 SEND_OUTCOMES = ("sent", "deferred", "failed", "uncertain")
 
 # Columns covered by the entry hash, in a fixed order. Never reorder; only append.
@@ -188,6 +189,9 @@ class Ledger:
         self.appended = False  # this process wrote entries: anchor the head when the command ends
         self._anchored_seq = 0
         self._anchored_clock = 0.0
+        # The signed-in principal (mailer.accounts) this process acts for: every entry it
+        # appends names that account (actor) and records how it signed in (detail "by").
+        self.acting: Any = None
         self._table = LedgerEntry.__table__  # type: ignore[attr-defined]
         self._ckpt = LedgerCheckpoint.__table__  # type: ignore[attr-defined]
 
@@ -234,16 +238,21 @@ class Ledger:
         key = self.keyring.ledger_key
         sha256, digest, canonical = hashlib.sha256, hmac.digest, _canonical_values
         stored_time = rawsql.time_param(conn)
+        by = self.acting.ledger_detail() if self.acting is not None else None
         for ev in events:
             seq += 1
+            actor, detail = ev.actor, ev.detail
+            if by is not None:
+                actor = actor or self.acting.name
+                detail = {**detail, "by": by}
             at = ev.at or now
             # In HASHED_FIELDS order; `at` as the hash sees it (naive UTC, microseconds).
             values = [
                 seq, at.isoformat(timespec="microseconds"), ev.kind, ev.outcome, ev.campaign_id, ev.contact_id,
                 ev.recipient_hash, ev.template_hash, ev.message_hash, ev.message_id, ev.relay, ev.tls_version,
                 ev.tls_cipher, ev.smtp_code, scrub(ev.smtp_text)[:512] if ev.smtp_text else None,
-                ev.authorization_id, ",".join(ev.rule_ids), ev.actor,
-                _DETAIL(ev.detail), kid, prev,
+                ev.authorization_id, ",".join(ev.rule_ids), actor,
+                _DETAIL(detail), kid, prev,
             ]
             h = sha256(canonical(values).encode()).hexdigest()
             values[_AT] = stored_time(at)

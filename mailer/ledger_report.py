@@ -16,6 +16,7 @@ from sqlalchemy import func, select
 
 from mailer.errors import InputError
 from mailer.ledger import (
+    ACCESS,
     APPROVAL,
     AUTHORIZATION,
     BOUNCE,
@@ -83,6 +84,8 @@ class QuarterReport:
     contact_imports: int = 0
     data_exports: int = 0
     key_rotations: int = 0
+    access: dict[str, int] = field(default_factory=dict)  # sign-ins, failures, lockouts, tokens, accounts
+    failed_sign_ins: dict[str, int] = field(default_factory=dict)  # account (or "unknown") -> failures
     verification: Verification | None = None
     head_seq: int = 0  # the ledger's newest entry when the report was made: an auditor keeps it (SEC-5)
     head_hash: str = ""
@@ -98,7 +101,7 @@ class QuarterReport:
             "authorization_events": self.authorization_events,
             "approvals": self.approvals, "approvers": self.approvers,
             "contact_imports": self.contact_imports, "data_exports": self.data_exports,
-            "key_rotations": self.key_rotations,
+            "key_rotations": self.key_rotations, "access": self.access, "failed_sign_ins": self.failed_sign_ins,
             "verification": self.verification.as_dict() if self.verification else None,
             "head": {"seq": self.head_seq, "hash": self.head_hash},
         }
@@ -124,6 +127,9 @@ def build_report(ledger: Ledger, quarter: str, *, verify: bool = True) -> Quarte
                              .group_by(_T.c.kind, _T.c.rule_ids)).all()
         approvers = conn.execute(select(_T.c.actor, func.count()).where(*in_q, _T.c.kind == APPROVAL)
                                  .group_by(_T.c.actor)).all()
+        failures = conn.execute(select(_T.c.actor, func.count()).where(
+            *in_q, _T.c.kind == ACCESS, _T.c.outcome.in_(("sign-in-failed", "token-refused", "locked-out")))
+            .group_by(_T.c.actor)).all()
         per_campaign = conn.execute(select(_T.c.campaign_id, _T.c.kind, _T.c.outcome, func.count())
                                     .where(*in_q, _T.c.campaign_id.is_not(None))
                                     .group_by(_T.c.campaign_id, _T.c.kind, _T.c.outcome)).all()
@@ -146,6 +152,8 @@ def build_report(ledger: Ledger, quarter: str, *, verify: bool = True) -> Quarte
     rep.contact_imports = rep.by_kind.get(CONTACT_IMPORT, 0)
     rep.data_exports = rep.by_kind.get(DATA_EXPORT, 0)
     rep.key_rotations = rep.by_kind.get(KEY_ROTATION, 0)
+    rep.access = dict(sorted(grouped.get(ACCESS, {}).items()))
+    rep.failed_sign_ins = dict(sorted((a or "unknown account", n) for a, n in failures))
     rep.skips_by_rule = _by_rule([(r, n) for k, r, n in rules if k == SKIP])
     rep.refusals_by_rule = _by_rule([(r, n) for k, r, n in rules if k == REFUSAL])
     rep.approvers = {a or "-": n for a, n in approvers}
@@ -220,6 +228,10 @@ def render_text(rep: QuarterReport) -> str:
     section("Approvals and rejections", rep.approvals)
     if rep.approvers:
         add("  by reviewer: " + ", ".join(f"{a} {n}" for a, n in sorted(rep.approvers.items())))
+    section("Access: sign-ins, failures, lockouts, tokens, account changes (SEC-1, SEC-5)", rep.access)
+    if rep.failed_sign_ins:
+        add("  refused sign-ins and tokens by account: "
+            + ", ".join(f"{a} {n}" for a, n in rep.failed_sign_ins.items()))
     add("")
     add(f"Contact imports: {rep.contact_imports}   Data exports: {rep.data_exports}   "
         f"Key rotations: {rep.key_rotations}")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from functools import cached_property
+from typing import TYPE_CHECKING
 
 from sqlalchemy import Engine
 
@@ -14,12 +15,16 @@ from mailer.db import make_engine, migrate
 from mailer.ledger import Ledger
 from mailer.transport import SMTPTransport, TLSPolicy
 
+if TYPE_CHECKING:
+    from mailer.accounts.permissions import Principal
+
 
 @dataclass
 class Runtime:
     settings: Settings
     _engine: Engine | None = field(default=None, repr=False)
     _keyring: Keyring | None = field(default=None, repr=False)
+    principal: Principal | None = None  # who this process acts for (mailer.accounts)
 
     @cached_property
     def engine(self) -> Engine:
@@ -34,6 +39,11 @@ class Runtime:
         from mailer.ledger_anchor import anchor_path
 
         return Ledger(self.engine, self.keyring, anchor_file=anchor_path(self.settings.keys.file))
+
+    def act_as(self, principal: Principal | None) -> None:
+        """Every ledger entry written from now on names this authenticated account."""
+        self.principal = principal
+        self.ledger.acting = principal
 
     def migrate(self) -> None:
         migrate(self.engine)

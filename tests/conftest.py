@@ -156,3 +156,19 @@ def NO_GATES(rt: Runtime, campaign: Any) -> None:  # noqa: N802 - a constant-lik
     acceptance tests go through them.
     """
     return None
+
+
+@pytest.fixture(autouse=True)
+def _isolated_sign_in(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch) -> None:
+    """No test sees the developer's `mailer login` session or token (issue 12)."""
+    monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path_factory.mktemp("xdg")))
+    monkeypatch.delenv("MAILER_TOKEN", raising=False)
+
+
+@pytest.fixture
+def signed_in() -> Any:
+    """`signed_in(rt, "mia", "marketer")` -> a real account's Principal, acting in `rt`
+    (see tests/helpers_accounts.py)."""
+    from tests.helpers_accounts import sign_in
+
+    return sign_in

@@ -155,17 +155,21 @@ def test_cli_self_approval_exits_3_and_names_the_rule(sample_rt, tmp_path) -> No
     from typer.testing import CliRunner
 
     from mailer.cli.app import app
+    from tests.helpers_accounts import cli_env
     from tests.helpers_workflow import write_config
 
     cfg = write_config(sample_rt, tmp_path / "mailer.toml")
     runner = CliRunner()
+    author = cli_env(cfg, AUTHOR, "marketer", "reviewer")  # even holding the reviewer role
+    reviewer = cli_env(cfg, REVIEWER, "reviewer")
     c = create(sample_rt)
-    r = runner.invoke(app, ["--config", str(cfg), "--actor", AUTHOR, "campaign", "submit", str(c.id)])
+    r = runner.invoke(app, ["--config", str(cfg), "campaign", "submit", str(c.id)], env=author)
     assert r.exit_code == 0, r.output
-    r = runner.invoke(app, ["--config", str(cfg), "--actor", AUTHOR, "campaign", "approve", str(c.id)])
+    r = runner.invoke(app, ["--config", str(cfg), "campaign", "approve", str(c.id)], env=author)
     assert r.exit_code == 3 and "SEC-6" in r.output
-    r = runner.invoke(app, ["--config", str(cfg), "--actor", REVIEWER, "campaign", "approve", str(c.id)])
+    assert "--actor" not in r.output and "MAILER_USER" not in r.output
+    r = runner.invoke(app, ["--config", str(cfg), "campaign", "approve", str(c.id)], env=reviewer)
     assert r.exit_code == 0, r.output
     assert f"approved by {REVIEWER}" in r.output
-    r = runner.invoke(app, ["--config", str(cfg), "--actor", REVIEWER, "campaign", "approve", str(c.id)])
+    r = runner.invoke(app, ["--config", str(cfg), "campaign", "approve", str(c.id)], env=reviewer)
     assert r.exit_code == 2  # already approved: a state error

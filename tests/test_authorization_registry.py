@@ -254,8 +254,10 @@ def test_grant_rejects_an_unknown_scope(reg: Any) -> None:
 def cli(reg: Any, tmp_path: Path) -> Any:
     cfg = tmp_path / "m.toml"
     cfg.write_text(f'[database]\nurl = "{reg.settings.database.url}"\n[keys]\nfile = "{reg.settings.keys.file}"\n')
-    runner = CliRunner()
-    return lambda *args: runner.invoke(app, ["--config", str(cfg), "--actor", "compliance", *args])
+    from tests.helpers_accounts import cli_env
+
+    runner = CliRunner(env=cli_env(cfg, "compliance"))
+    return lambda *args: runner.invoke(app, ["--config", str(cfg), *args])
 
 
 def test_cli_grant_with_document_then_list_revoke_and_purge(cli: Any, reg: Any, tmp_path: Path) -> None:

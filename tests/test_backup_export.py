@@ -92,6 +92,9 @@ def test_the_cli_backup_prints_counts_and_ids_only(loaded: Any, tmp_path: Path) 
     rt = loaded
     cfg = tmp_path / "m.toml"
     cfg.write_text(f'[database]\nurl = "{rt.settings.database.url}"\n[keys]\nfile = "{rt.settings.keys.file}"\n')
-    res = CliRunner().invoke(app, ["--config", str(cfg), "contacts", "backup", "--out", str(tmp_path / "b.bin")])
+    from tests.helpers_accounts import cli_env
+
+    res = CliRunner().invoke(app, ["--config", str(cfg), "contacts", "backup", "--out", str(tmp_path / "b.bin")],
+                             env=cli_env(cfg, "admin"))
     assert res.exit_code == 0, res.output
     assert "60 contact(s), 7 authorization(s)" in res.output and "@" not in res.output

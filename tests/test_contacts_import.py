@@ -189,7 +189,9 @@ def test_the_cli_prints_path_line_field_reason_and_exits_2(runtime_factory: Any,
     cfg.write_text(f'[database]\nurl = "{rt.settings.database.url}"\n[keys]\nfile = "{rt.settings.keys.file}"\n')
     f = tmp_path / "bad.csv"
     f.write_text(BAD)
-    runner = CliRunner()
+    from tests.helpers_accounts import cli_env
+
+    runner = CliRunner(env=cli_env(cfg, "marketer", "marketer"))
     res = runner.invoke(app, ["--config", str(cfg), "contacts", "import", str(f)])
     assert res.exit_code == 2
     assert f"{f}:3: email: not a valid address" in res.output

@@ -22,6 +22,7 @@ from mailer import approvals, campaigns
 from mailer.models import Delivery
 from mailer.store import deliveries as dq
 from tests.conftest import ROOT
+from tests.helpers_accounts import token
 from tests.test_send_support import (
     CountingHandler,
     as_sink,
@@ -83,9 +84,8 @@ def test_sigkill_at_random_points_then_resume(runtime_factory, certs, tmp_path: 
         campaigns.submit(rt, c.id, actor="marketer")
         approvals.approve(rt, c.id, reviewer="reviewer")
         cfg = _config(rt, tmp_path / "mailer.toml")
-        cmd = [sys.executable, "-m", "mailer.cli.app", "--config", str(cfg), "--actor", "marketer",
-               "campaign", "send", str(c.id)]
-        env = {**os.environ, "COLUMNS": "120"}
+        cmd = [sys.executable, "-m", "mailer.cli.app", "--config", str(cfg), "campaign", "send", str(c.id)]
+        env = {**os.environ, "COLUMNS": "120", "MAILER_TOKEN": token(rt, "marketer", "marketer")}
         claimed_at_kill = []
         for _ in range(KILLS):
             start = handler.count

@@ -50,5 +50,7 @@ async def test_dry_run_applies_the_send_time_checks(sample_rt, sink, tmp_path: P
 def test_resend_needs_to_be_told_which_recipients(sample_rt, tmp_path: Path) -> None:
     cfg = tmp_path / "none.toml"
     cfg.write_text(f'[database]\nurl = "{sample_rt.settings.database.url}"\n[keys]\nfile = "{sample_rt.settings.keys.file}"\n')
-    res = CliRunner().invoke(app, ["--config", str(cfg), "campaign", "resend", "1"])
+    from tests.helpers_accounts import cli_env
+
+    res = CliRunner().invoke(app, ["--config", str(cfg), "campaign", "resend", "1"], env=cli_env(cfg, "marketer"))
     assert res.exit_code == 2 and "--uncertain" in res.output

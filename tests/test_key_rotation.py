@@ -129,7 +129,9 @@ def test_the_cli_rotates_and_shows_rows_per_key(loaded: Any, tmp_path: Path) -> 
     rt = loaded
     cfg = tmp_path / "m.toml"
     cfg.write_text(f'[database]\nurl = "{rt.settings.database.url}"\n[keys]\nfile = "{rt.settings.keys.file}"\n')
-    runner = CliRunner()
+    from tests.helpers_accounts import cli_env
+
+    runner = CliRunner(env=cli_env(cfg, "admin", "admin"))
     res = runner.invoke(app, ["--config", str(cfg), "keys", "rotate"])
     assert res.exit_code == 0, res.output
     assert "60 row(s) re-encrypted from key k1 to k2" in res.output

@@ -87,7 +87,8 @@ def write_config(rt: Runtime, tmp_path: Path) -> Path:
     return path
 
 
-def cli(config: Path, *args: str, actor: str = "auditor") -> Any:
+def cli(config: Path, *args: str, actor: str | None = "auditor") -> Any:
     from mailer.cli.app import app
+    from tests.helpers_accounts import cli_env
 
-    return CliRunner().invoke(app, ["--config", str(config), "--actor", actor, *args])
+    return CliRunner().invoke(app, ["--config", str(config), *args], env=cli_env(config, actor))

@@ -10,6 +10,7 @@ from typer.testing import CliRunner
 from mailer import campaigns, preflight, sending
 from mailer.cli.app import app
 from mailer.errors import ComplianceRefusal
+from tests.helpers_accounts import cli_env
 from tests.helpers_workflow import AUTHOR, approved, create, write_config
 
 GATES = ["approval", "purpose", "lint", "segment", "relay", "postal", "unsubscribe", "tls", "dkim"]
@@ -102,8 +103,8 @@ async def test_send_refuses_with_exit_3_while_a_gate_fails(runtime_factory, sink
 def test_cli_check_text_and_json(sample_rt, tmp_path) -> None:
     cfg = write_config(sample_rt, tmp_path / "mailer.toml")
     c = create(sample_rt)
-    runner = CliRunner()
-    r = runner.invoke(app, ["--config", str(cfg), "--actor", AUTHOR, "campaign", "check", str(c.id)])
+    runner = CliRunner(env=cli_env(cfg, AUTHOR))
+    r = runner.invoke(app, ["--config", str(cfg), "campaign", "check", str(c.id)])
     assert r.exit_code == 3
     assert "FAIL  SEC-6" in r.output and "fix:" in r.output and "pass  BAA-1" in r.output
     r = runner.invoke(app, ["--config", str(cfg), "campaign", "check", str(c.id), "--format", "json"])

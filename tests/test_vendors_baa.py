@@ -14,6 +14,7 @@ from mailer.cli.app import app
 from mailer.lint import lint_template_dir
 from mailer.models import utcnow
 from mailer.sending import lint_settings
+from tests.helpers_accounts import cli_env
 from tests.helpers_workflow import approved, copy_template, write_config
 
 DOC = "a" * 64
@@ -73,8 +74,8 @@ def test_cli_add_list_expire(runtime_factory, sink, tmp_path) -> None:
     cfg = write_config(rt, tmp_path / "mailer.toml")
     doc = tmp_path / "baa.pdf"
     doc.write_bytes(b"%PDF signed BAA")
-    runner = CliRunner()
-    base = ["--config", str(cfg), "--actor", "compliance", "vendors"]
+    runner = CliRunner(env=cli_env(cfg, "compliance", "admin"))  # vendors are an administrator's job
+    base = ["--config", str(cfg), "vendors"]
     r = runner.invoke(app, [*base, "add", "Acme Relay", "--host", "localhost", "--baa-signed", "2026-01-15",
                             "--baa-expires", "2027-01-15", "--document", str(doc)])
     assert r.exit_code == 0 and "BAA in force" in r.output, r.output

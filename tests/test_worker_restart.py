@@ -48,9 +48,11 @@ def wait_for(predicate, what: str, timeout: float = 120.0) -> None:  # type: ign
 @contextmanager
 def worker(cfg: Path, *, poll: float) -> Iterator[subprocess.Popen[str]]:
     """A `mailer worker` process; yields once it printed its ready line."""
-    proc = subprocess.Popen([MAILER, "--config", str(cfg), "--actor", "scheduler", "worker", "--poll", str(poll)],
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                            env={**os.environ, "PYTHONUNBUFFERED": "1"})
+    from tests.helpers_accounts import cli_env
+
+    env = {**os.environ, "PYTHONUNBUFFERED": "1", **cli_env(cfg, "scheduler", "service")}  # a service account
+    proc = subprocess.Popen([MAILER, "--config", str(cfg), "worker", "--poll", str(poll)],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
     try:
         line = proc.stdout.readline() if proc.stdout else ""
         assert "worker ready" in line, (line, proc.stderr.read() if proc.poll() is not None and proc.stderr else "")

@@ -14,7 +14,8 @@ from mailer.cli.common import MailerGroup, setup_logging, state
 
 app = typer.Typer(
     cls=MailerGroup,
-    help="mailer: HIPAA-aware email campaigns. Exit codes: 0 ok, 1 failure or findings, "
+    help="mailer: HIPAA-aware email campaigns. Sign in first (mailer login, or an API token in "
+    "$MAILER_TOKEN): every action runs as your account. Exit codes: 0 ok, 1 failure or findings, "
     "2 usage or input error, 3 refused by a compliance rule (the rule ID is printed).",
     no_args_is_help=True,
     pretty_exceptions_enable=False,
@@ -27,12 +28,10 @@ app = typer.Typer(
 def _global(
     ctx: typer.Context,
     config: Annotated[Path | None, typer.Option("--config", "-c", help="Settings file (default: $MAILER_CONFIG, else built-in defaults).", envvar="MAILER_CONFIG")] = None,
-    actor: Annotated[str | None, typer.Option("--actor", help="Who is acting, for the ledger (default: $MAILER_USER or the OS user).")] = None,
     verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Log progress to stderr (never PHI).")] = False,
 ) -> None:
     st = state(ctx)
     st.config = config
-    st.actor = actor
     setup_logging(verbose)
 
 

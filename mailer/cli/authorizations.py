@@ -13,7 +13,8 @@ from typing import Annotated, Any
 
 import typer
 
-from mailer.cli.common import actor, new_app, out, print_json, runtime
+from mailer.accounts.permissions import Action
+from mailer.cli.common import act, new_app, out, print_json, runtime
 from mailer.errors import InputError
 
 auth_app = new_app("Marketing authorizations (45 CFR 164.508): import, grant, revoke, list, purge.")
@@ -74,7 +75,7 @@ def import_cmd(
     from mailer.store.auth_records import import_authorizations
 
     rt = runtime(ctx)
-    report = import_authorizations(rt.engine, rt.keyring, rt.ledger, file, skip_invalid=skip_invalid, actor=actor(ctx))
+    report = import_authorizations(rt.engine, rt.keyring, rt.ledger, file, skip_invalid=skip_invalid, actor=act(ctx, Action.AUTHORIZATIONS_IMPORT))
     out.print(f"imported {report.imported} authorization(s); {report.unchanged} already on file")
     for p in report.problems:
         out.print(f"  {file}:{p.line}: {p.field}: {p.reason}", markup=False)
@@ -132,7 +133,7 @@ def grant_cmd(
     }
     rt = runtime(ctx)
     cid = resolve_contact(ctx, contact)
-    new_id = grant(rt.engine, rt.keyring, rt.ledger, contact_id=cid, fields=fields, actor=actor(ctx))
+    new_id = grant(rt.engine, rt.keyring, rt.ledger, contact_id=cid, fields=fields, actor=act(ctx, Action.AUTHORIZATIONS_GRANT))
     rec = next(r for r in authorizations_for(rt.engine, rt.keyring, [cid], scope)[cid] if r.id == new_id)
     v = is_valid(rec, scope, utcnow())
     if fmt == "json":
@@ -161,7 +162,7 @@ def revoke_cmd(
         raise InputError("--at is in the future; a revocation takes effect when it is received",
                          rules=("AUTH-7",), hint="give the time the written revocation arrived")
     cid = resolve_contact(ctx, contact)
-    ids = revoke(rt.engine, rt.ledger, contact_id=cid, scope=scope, at=when, actor=actor(ctx))
+    ids = revoke(rt.engine, rt.ledger, contact_id=cid, scope=scope, at=when, actor=act(ctx, Action.AUTHORIZATIONS_REVOKE))
     if ids:
         out.print(f"revoked {len(ids)} authorization(s) of contact {cid} for scope {scope}: "
                   f"{', '.join(map(str, ids))}", markup=False)
@@ -219,5 +220,5 @@ def purge_cmd(
 
     rt = runtime(ctx)
     cid = resolve_contact(ctx, contact)
-    ids = purge(rt.engine, rt.ledger, contact_id=cid, scope=scope, actor=actor(ctx))
+    ids = purge(rt.engine, rt.ledger, contact_id=cid, scope=scope, actor=act(ctx, Action.AUTHORIZATIONS_PURGE))
     out.print(f"purged {len(ids)} authorization(s) of contact {cid}", markup=False)

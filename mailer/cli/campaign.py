@@ -10,7 +10,8 @@ from rich.table import Table
 from sqlalchemy import select
 
 from mailer import approvals, campaigns, preflight, sending
-from mailer.cli.common import actor, new_app, out, print_json, runtime
+from mailer.accounts.permissions import Action
+from mailer.cli.common import act, new_app, out, print_json, runtime
 from mailer.errors import EXIT_REFUSED
 from mailer.models import Campaign
 from mailer.rules import pointer
@@ -36,7 +37,7 @@ def create(
 
     purpose = purpose or load_meta(template)["purpose"]
     c = campaigns.create(rt, name=name, purpose=purpose, template=template, segment=segment,
-                         author=actor(ctx), third_party=third_party)
+                         author=act(ctx, Action.CAMPAIGN_CREATE), third_party=third_party)
     out.print(f"campaign {c.id} created (draft): template {c.template_hash[:12]}, segment {c.segment_hash[:12]}")
     out.print(f"next: mailer campaign submit {c.id}", markup=False)
 
@@ -45,7 +46,7 @@ def create(
 def submit(ctx: typer.Context, campaign_id: CampaignId) -> None:
     """Hand the campaign to review, bound to the template and segment as they are now."""
     rt = runtime(ctx)
-    c = campaigns.submit(rt, campaign_id, actor=actor(ctx))
+    c = campaigns.submit(rt, campaign_id, actor=act(ctx, Action.CAMPAIGN_SUBMIT))
     out.print(f"campaign {c.id} submitted: template {c.template_hash[:12]}, segment {c.segment_hash[:12]}; "
               f"a reviewer other than {c.author} runs: mailer campaign approve {c.id}", markup=False)
 
@@ -92,7 +93,7 @@ def approve(ctx: typer.Context, campaign_id: CampaignId,
             fmt: Format = "text") -> None:
     """Approve a submitted campaign (SEC-6: not its author); binds the approval to the content hashes."""
     rt = runtime(ctx)
-    a, packet = approvals.approve(rt, campaign_id, reviewer=actor(ctx), note=note)
+    a, packet = approvals.approve(rt, campaign_id, reviewer=act(ctx, Action.CAMPAIGN_APPROVE), note=note)
     if fmt == "json":
         print_json({"approval": a.id, "reviewer": a.reviewer, **packet.as_dict()})
         return
@@ -105,7 +106,7 @@ def reject(ctx: typer.Context, campaign_id: CampaignId,
            reason: Annotated[str, typer.Option(help="Why (no PHI); the author sees it.")]) -> None:
     """Send a submitted campaign back to draft."""
     rt = runtime(ctx)
-    approvals.reject(rt, campaign_id, reviewer=actor(ctx), reason=reason)
+    approvals.reject(rt, campaign_id, reviewer=act(ctx, Action.CAMPAIGN_REJECT), reason=reason)
     out.print(f"campaign {campaign_id} rejected; back to draft", markup=False)
 
 
@@ -113,7 +114,7 @@ def reject(ctx: typer.Context, campaign_id: CampaignId,
 def check(ctx: typer.Context, campaign_id: CampaignId, fmt: Format = "text") -> None:
     """Preflight: every gate with its rule ID and fix. Exit 3 while any gate fails."""
     rt = runtime(ctx)
-    report = preflight.check(rt, campaign_id, actor=actor(ctx))
+    report = preflight.check(rt, campaign_id, actor=act(ctx, Action.CAMPAIGN_CHECK))
     if fmt == "json":
         print_json(report.as_dict())
     else:
@@ -140,7 +141,7 @@ def schedule(
     rt = runtime(ctx)
     tz = rt.settings.center.timezone
     when = campaigns.local_time(at, tz) if at else None
-    scheduler.schedule(rt, campaign_id, at=when, cron=cron, actor=actor(ctx))
+    scheduler.schedule(rt, campaign_id, at=when, cron=cron, actor=act(ctx, Action.CAMPAIGN_SCHEDULE))
     nxt = scheduler.next_run(rt, campaign_id)
     out.print(f"campaign {campaign_id} scheduled; next run {campaigns.display_time(nxt, tz)}"
               + (f" (recurring: {cron})" if cron else ""), markup=False)
@@ -152,7 +153,7 @@ def pause(ctx: typer.Context, campaign_id: CampaignId,
     """Stop scheduled runs and a run already sending (the rest stays pending until resume)."""
     from mailer import scheduler
 
-    scheduler.pause(runtime(ctx), campaign_id, actor=actor(ctx), reason=reason)
+    scheduler.pause(runtime(ctx), campaign_id, actor=act(ctx, Action.CAMPAIGN_PAUSE), reason=reason)
     out.print(f"campaign {campaign_id} paused", markup=False)
 
 
@@ -161,7 +162,7 @@ def resume(ctx: typer.Context, campaign_id: CampaignId) -> None:
     """Resume a paused campaign: back to scheduled (a past one-off time runs now) or approved."""
     from mailer import scheduler
 
-    c = scheduler.resume(runtime(ctx), campaign_id, actor=actor(ctx))
+    c = scheduler.resume(runtime(ctx), campaign_id, actor=act(ctx, Action.CAMPAIGN_RESUME))
     out.print(f"campaign {campaign_id} {c.status}", markup=False)
 
 
@@ -171,7 +172,7 @@ def cancel(ctx: typer.Context, campaign_id: CampaignId,
     """Cancel for good; the job is removed."""
     from mailer import scheduler
 
-    scheduler.cancel(runtime(ctx), campaign_id, actor=actor(ctx), reason=reason)
+    scheduler.cancel(runtime(ctx), campaign_id, actor=act(ctx, Action.CAMPAIGN_CANCEL), reason=reason)
     out.print(f"campaign {campaign_id} cancelled", markup=False)
 
 
@@ -179,7 +180,7 @@ def cancel(ctx: typer.Context, campaign_id: CampaignId,
 def freeze(ctx: typer.Context, campaign_id: Annotated[int, typer.Argument(help="Campaign id.")]) -> None:
     """Evaluate the segment now and freeze the audience; its hash goes to the ledger."""
     rt = runtime(ctx)
-    p = sending.prepare(rt, campaigns.get(rt, campaign_id), actor=actor(ctx))
+    p = sending.prepare(rt, campaigns.get(rt, campaign_id), actor=act(ctx, Action.CAMPAIGN_CHECK))
     note = f", matched of {p.counts.considered} considered" if p.counts else " (already frozen)"
     out.print(f"campaign {campaign_id}: audience of {p.frozen} recipient(s){note}")
 

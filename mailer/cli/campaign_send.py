@@ -11,8 +11,9 @@ from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
 from mailer import campaigns, sending
+from mailer.accounts.permissions import Action
 from mailer.cli.campaign import campaign_app
-from mailer.cli.common import actor, out, runtime
+from mailer.cli.common import act, out, runtime
 from mailer.errors import EXIT_FAILURE, EXIT_REFUSED, InputError
 from mailer.pipeline import Summary
 from mailer.store import deliveries as dq
@@ -55,7 +56,7 @@ def run_send(ctx: typer.Context, campaign_id: int, statuses: tuple[str, ...] = (
             bar.update(task, completed=s.done,
                        detail=f"sent {s.sent} skipped {s.skipped_total} failed {s.failed} ({s.rate:.0f}/s)")
 
-        return asyncio.run(sending.send(rt, campaign_id, actor=actor(ctx), progress=progress,
+        return asyncio.run(sending.send(rt, campaign_id, actor=act(ctx, Action.CAMPAIGN_SEND), progress=progress,
                                         statuses=statuses, transport=transport, dry_run=dry_run))
 
 

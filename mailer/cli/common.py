@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
+import os
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import typer
 from rich.console import Console
@@ -19,6 +21,11 @@ from mailer.redact import RedactingFilter
 from mailer.rules import pointer
 from mailer.runtime import Runtime
 
+if TYPE_CHECKING:
+    from mailer.accounts.permissions import Action, Principal
+
+ENV_TOKEN = "MAILER_TOKEN"  # noqa: S105 - the variable's name, not a token
+
 out = Console(highlight=False, soft_wrap=True, width=None if sys.stdout.isatty() else 140)
 err = Console(stderr=True, highlight=False, soft_wrap=True)
 
@@ -26,8 +33,9 @@ err = Console(stderr=True, highlight=False, soft_wrap=True)
 @dataclass
 class State:
     config: Path | None = None
-    actor: str | None = None
     _runtime: Runtime | None = field(default=None, repr=False)
+    _principal: Principal | None = field(default=None, repr=False)
+    _resolved: bool = False
 
     def runtime(self) -> Runtime:
         if self._runtime is None:
@@ -46,12 +54,83 @@ def runtime(ctx: typer.Context) -> Runtime:
     return state(ctx).runtime()
 
 
-def actor(ctx: typer.Context, given: str | None = None) -> str:
-    """Who acts (SEC-1): --actor, else $MAILER_USER, else the OS user."""
-    import getpass
-    import os
+# -- who acts (issue 12): an authenticated account, never a name someone typed ---------------
+def session_file() -> Path:
+    """Where `mailer login` keeps session tokens: $XDG_CONFIG_HOME/mailer/session.json (0600)."""
+    base = os.environ.get("XDG_CONFIG_HOME") or str(Path.home() / ".config")
+    return Path(base) / "mailer" / "session.json"
 
-    return given or state(ctx).actor or os.environ.get("MAILER_USER") or getpass.getuser()
+
+def _database_key(rt: Runtime) -> str:
+    """Sessions are per database: one file can hold sessions for several configs."""
+    return hashlib.sha256(rt.settings.database.url.encode()).hexdigest()[:16]
+
+
+def _read_sessions() -> dict[str, str]:
+    try:
+        data = json.loads(session_file().read_text())
+    except (OSError, ValueError):
+        return {}
+    return {str(k): str(v) for k, v in data.items()} if isinstance(data, dict) else {}
+
+
+def _write_sessions(data: dict[str, str]) -> None:
+    path = session_file()
+    path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+    tmp = path.with_suffix(".tmp")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as fh:
+        json.dump(data, fh)
+    os.chmod(tmp, 0o600)
+    os.replace(tmp, path)
+
+
+def save_session(rt: Runtime, token: str) -> Path:
+    data = _read_sessions()
+    data[_database_key(rt)] = token
+    _write_sessions(data)
+    return session_file()
+
+
+def stored_session(rt: Runtime) -> str | None:
+    return _read_sessions().get(_database_key(rt))
+
+
+def forget_session(rt: Runtime) -> None:
+    data = _read_sessions()
+    if data.pop(_database_key(rt), None) is not None:
+        _write_sessions(data)
+
+
+def principal(ctx: typer.Context) -> Principal | None:
+    """The signed-in account: $MAILER_TOKEN (an API token), else this user's `mailer login`
+    session for this database, else None. A token that does not resolve is an error (exit 3)."""
+    from mailer.accounts import service as accounts
+
+    st = state(ctx)
+    if not st._resolved:
+        rt = st.runtime()
+        token = os.environ.get(ENV_TOKEN, "").strip() or stored_session(rt)
+        st._principal = accounts.resolve_token(rt, token, os_user=accounts.real_os_user()) if token else None
+        st._resolved = True
+        rt.act_as(st._principal)
+    return st._principal
+
+
+def act(ctx: typer.Context, action: Action) -> str:
+    """Check that the signed-in account may do `action` (recording a refusal), make it the
+    actor of every ledger entry this command writes, and return its name."""
+    from mailer.accounts import service as accounts
+    from mailer.accounts.permissions import PermissionDenied, require
+
+    p = principal(ctx)
+    try:
+        require(p, action)
+    except PermissionDenied as e:
+        accounts.record_denied(runtime(ctx), p, action, e.rules[0])
+        raise
+    assert p is not None
+    return p.name
 
 
 def report_error(e: MailerError) -> None:

@@ -13,7 +13,8 @@ from typing import Annotated
 
 import typer
 
-from mailer.cli.common import actor, new_app, out, print_json, runtime
+from mailer.accounts.permissions import Action
+from mailer.cli.common import act, new_app, out, print_json, runtime
 
 contacts_app = new_app("Patient contacts: import, encrypted backup and restore (addresses and clinical fields "
                        "are encrypted at rest; there is no export to third parties).")
@@ -56,7 +57,7 @@ def import_cmd(
     with progress_bar("importing", size) as advance:
         report = import_contacts(
             rt.engine, rt.keyring, rt.ledger, file, dict(f.clinical), separator=f.list_separator,
-            skip_invalid=skip_invalid, check_deliverability=check_deliverability, actor=actor(ctx),
+            skip_invalid=skip_invalid, check_deliverability=check_deliverability, actor=act(ctx, Action.CONTACTS_IMPORT),
             progress=(lambda rows, done: advance(done)) if advance else None,
         )
     if fmt == "json":
@@ -83,7 +84,7 @@ def backup_cmd(
     from mailer.store.backup import write_backup
 
     rt = runtime(ctx)
-    res = write_backup(rt.engine, rt.keyring, rt.ledger, out_file, actor=actor(ctx), overwrite=force)
+    res = write_backup(rt.engine, rt.keyring, rt.ledger, out_file, actor=act(ctx, Action.CONTACTS_BACKUP), overwrite=force)
     counts = ", ".join(f"{n} {t}(s)" for t, n in res.counts.items())
     out.print(f"wrote encrypted backup {res.backup_id} to {res.path}: {counts}; data key wrapped under field key "
               f"{res.key_id} (restorable only with this installation's key file)", markup=False)
@@ -98,7 +99,7 @@ def restore_cmd(
     from mailer.store.backup import restore_backup
 
     rt = runtime(ctx)
-    counts = restore_backup(rt.engine, rt.keyring, rt.ledger, file, actor=actor(ctx))
+    counts = restore_backup(rt.engine, rt.keyring, rt.ledger, file, actor=act(ctx, Action.CONTACTS_RESTORE))
     out.print("restored " + ", ".join(f"{n} {t}(s)" for t, n in counts.items()), markup=False)
 
 

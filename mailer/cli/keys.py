@@ -6,7 +6,8 @@ from typing import Annotated
 
 import typer
 
-from mailer.cli.common import actor, new_app, out, print_json, runtime
+from mailer.accounts.permissions import Action
+from mailer.cli.common import act, new_app, out, print_json, runtime
 
 keys_app = new_app("Encryption keys (SEC-4): rotate the field key, show which key encrypts how many rows.")
 
@@ -26,6 +27,7 @@ def rotate_cmd(ctx: typer.Context) -> None:
     from mailer.store.rotation import rotate
 
     rt = runtime(ctx)
+    who = act(ctx, Action.KEYS_ROTATE)
     with rt.engine.connect() as conn:
         total = 0
         for table in (Contact.__table__, Authorization.__table__):  # type: ignore[attr-defined]
@@ -39,7 +41,7 @@ def rotate_cmd(ctx: typer.Context) -> None:
             if advance:
                 advance(done)
 
-        res = rotate(rt.engine, rt.keyring, rt.ledger, actor=actor(ctx), progress=step)
+        res = rotate(rt.engine, rt.keyring, rt.ledger, actor=who, progress=step)
     verb = "resumed and finished" if res.resumed else "finished"
     out.print(f"rotation {res.rotation_id} {verb}: {res.rewritten} row(s) re-encrypted from key {res.from_key_id} "
               f"to {res.to_key_id}", markup=False)

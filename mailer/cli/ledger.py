@@ -11,7 +11,8 @@ import typer
 from rich.table import Table
 from sqlalchemy import select
 
-from mailer.cli.common import actor, new_app, out, print_json, runtime
+from mailer.accounts.permissions import Action
+from mailer.cli.common import act, new_app, out, print_json, runtime
 from mailer.errors import EXIT_FAILURE, InputError
 from mailer.ledger import KINDS
 from mailer.ledger_query import FORMATS, Filters
@@ -92,6 +93,7 @@ def entries_table(rows: Iterable[Any]) -> Table:
 def tail(ctx: typer.Context, n: Annotated[int, typer.Option("-n", help="How many entries.")] = 10) -> None:
     """The newest entries."""
     rt = runtime(ctx)
+    act(ctx, Action.LEDGER_READ)
     t = LedgerEntry.__table__  # type: ignore[attr-defined]
     with rt.engine.connect() as conn:
         rows = list(reversed(conn.execute(select(t).order_by(t.c.seq.desc()).limit(n)).all()))
@@ -106,6 +108,7 @@ def show(ctx: typer.Context, campaign: CampaignOpt = None, contact: ContactOpt =
     from mailer.ledger_query import entries
 
     rt = runtime(ctx)
+    act(ctx, Action.LEDGER_READ)
     f = _filters(campaign, contact, kind, outcome, since, until)
     page: list[Any] = []
     bounce_counts: dict[int | None, dict[str, int]] = {}
@@ -146,7 +149,7 @@ def export(ctx: typer.Context,
         raise InputError(f"format {fmt!r} is not supported", hint=f"one of {', '.join(FORMATS)}")
     rt = runtime(ctx)
     f = _filters(campaign, contact, kind, outcome, since, until)
-    who = actor(ctx)
+    who = act(ctx, Action.LEDGER_EXPORT)
     if out_file is None:
         res = do_export(rt.ledger, f, fmt, sys.stdout, actor=who, destination="stdout")
         sys.stdout.flush()
@@ -171,6 +174,7 @@ def report(ctx: typer.Context,
     if fmt not in ("text", "json"):
         raise InputError(f"format {fmt!r} is not supported", hint="text or json")
     rt = runtime(ctx)
+    act(ctx, Action.LEDGER_READ)
     rep = build_report(rt.ledger, quarter, verify=check)
     if fmt == "json":
         print_json(rep.as_dict())
@@ -188,7 +192,7 @@ def evidence(ctx: typer.Context,
     from mailer.evidence import write_evidence
 
     rt = runtime(ctx)
-    res = write_evidence(rt, campaign, out_file, actor=actor(ctx))
+    res = write_evidence(rt, campaign, out_file, actor=act(ctx, Action.LEDGER_EVIDENCE))
     out.print(f"wrote {res.path}: {res.files} files, {res.entries} entries of campaign {campaign}, "
               f"chain {'intact' if res.verified else 'BROKEN'}; sha256 {res.sha256}; "
               f"recorded as ledger entry {res.seq}", markup=False)
@@ -208,7 +212,7 @@ def purge(ctx: typer.Context,
     from mailer.retention import purge as do_purge
 
     rt = runtime(ctx)
-    plan = do_purge(rt.ledger, parse_when(before), actor=actor(ctx), dry_run=dry_run)
+    plan = do_purge(rt.ledger, parse_when(before), actor=act(ctx, Action.LEDGER_PURGE), dry_run=dry_run)
     if plan.entries == 0:
         out.print(f"nothing to purge before {before}", markup=False)
     elif dry_run:

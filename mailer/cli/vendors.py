@@ -10,8 +10,9 @@ import typer
 from rich.table import Table
 
 from mailer import vendors
+from mailer.accounts.permissions import Action
 from mailer.campaigns import display_time, local_time
-from mailer.cli.common import actor, new_app, out, print_json, runtime
+from mailer.cli.common import act, new_app, out, print_json, runtime
 from mailer.errors import InputError
 from mailer.models import utcnow
 
@@ -40,7 +41,7 @@ def add(
     v = vendors.add(rt.engine, rt.ledger, name=name, host=host,
                     baa_signed_at=local_time(baa_signed, tz) if baa_signed else None,
                     baa_expires_at=local_time(baa_expires, tz) if baa_expires else None,
-                    document_sha256=digest, operated_by_covered_entity=covered_entity, actor=actor(ctx))
+                    document_sha256=digest, operated_by_covered_entity=covered_entity, actor=act(ctx, Action.VENDORS_MANAGE))
     status = vendors.baa_status(v, utcnow())
     out.print(f"vendor {v.id} {v.name} ({v.host}): {'BAA in force' if status.in_force else status.reason}", markup=False)
 
@@ -74,7 +75,7 @@ def list_cmd(ctx: typer.Context, fmt: Annotated[str, typer.Option("--format", he
 def expire(ctx: typer.Context, name: Annotated[str, typer.Argument(help="Vendor name.")]) -> None:
     """Mark a vendor's BAA as ended now; campaigns through it stop passing preflight (BAA-1)."""
     rt = runtime(ctx)
-    v = vendors.expire(rt.engine, rt.ledger, name, actor=actor(ctx))
+    v = vendors.expire(rt.engine, rt.ledger, name, actor=act(ctx, Action.VENDORS_MANAGE))
     out.print(f"vendor {v.id} {v.name}: BAA no longer in force", markup=False)
 
 

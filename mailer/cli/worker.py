@@ -10,7 +10,8 @@ from typing import Annotated
 
 import typer
 
-from mailer.cli.common import runtime
+from mailer.accounts.permissions import Action
+from mailer.cli.common import act, runtime
 from mailer.scheduler import DEFAULT_MISFIRE_GRACE, Worker
 
 
@@ -28,8 +29,13 @@ def register(app: typer.Typer) -> None:
 
         One worker per database holds the scheduler lock (PostgreSQL advisory lock, or a
         lock file beside the SQLite database); others wait for it. Stop with SIGTERM or Ctrl-C.
+
+        It runs as a service account, signed in with that account's API token in
+        MAILER_TOKEN (mailer users add worker --role service; mailer users token worker):
+        it may send what was approved, never approve.
         """
         rt = runtime(ctx)
+        who = act(ctx, Action.CAMPAIGN_RUN)
         stop = threading.Event()
         for sig in (signal.SIGTERM, signal.SIGINT):
             signal.signal(sig, lambda *_: stop.set())
@@ -38,4 +44,4 @@ def register(app: typer.Typer) -> None:
             sys.stdout.write(f"worker ready (pid {__import__('os').getpid()}, timezone {rt.settings.center.timezone})\n")
             sys.stdout.flush()
 
-        Worker(rt, misfire_grace=misfire_grace, poll=poll, heartbeat=heartbeat).run_forever(stop, ready)
+        Worker(rt, misfire_grace=misfire_grace, poll=poll, heartbeat=heartbeat, name=who).run_forever(stop, ready)

@@ -40,7 +40,11 @@ base_url = "https://riverside-imaging.example/u/"
 def mailer(config_file: Path) -> Callable[..., object]:
     runner = CliRunner()
 
-    def run(*args: str, actor: str = "tester"):  # type: ignore[no-untyped-def]
-        return runner.invoke(app, ["--config", str(config_file), "--actor", actor, *args])
+    def run(*args: str, actor: str | None = "tester", roles: tuple[str, ...] = ()):  # type: ignore[no-untyped-def]
+        """Run as the account `actor` (an API token; every person role unless `roles`)."""
+        from tests.helpers_accounts import cli_env
+
+        env = cli_env(config_file, actor if args[:1] != ("init",) else None, *roles)
+        return runner.invoke(app, ["--config", str(config_file), *args], env=env)
 
     return run
