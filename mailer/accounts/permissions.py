@@ -11,10 +11,10 @@ data (and tested cell by cell), never patched by callers. Rule IDs:
     SEC-6   four eyes: approving needs `reviewer` and another account than the author
             (the author check itself lives in mailer.approvals)
 
-Roles: admin (accounts, keys, vendors, retention), marketer (audiences and campaigns),
+Roles: admin (accounts, keys, vendors, retention, bounce processing), marketer (audiences and campaigns),
 staff (service announcements and the front desk's authorization paperwork), reviewer
 (compliance: approves, rejects, reads and exports the ledger), service (the worker: sends
-what was approved, never approves).
+what was approved and takes bounces in, never approves).
 """
 
 from __future__ import annotations
@@ -62,6 +62,7 @@ class Action(StrEnum):
     CAMPAIGN_RESUME = "campaign.resume"
     CAMPAIGN_CANCEL = "campaign.cancel"
     CAMPAIGN_RUN = "campaign.run"  # the worker fires scheduled, approved campaigns
+    BOUNCES_PROCESS = "bounces.process"  # take bounces/complaints in: suppresses addresses, may pause (BNC-1, STD-7)
     VENDORS_MANAGE = "vendors.manage"
     KEYS_ROTATE = "keys.rotate"
     USERS_MANAGE = "users.manage"
@@ -81,13 +82,14 @@ _PAPERWORK = frozenset({A.CONTACTS_IMPORT, A.AUTHORIZATIONS_GRANT, A.AUTHORIZATI
 PERMISSIONS: dict[str, frozenset[Action]] = {
     Role.ADMIN: frozenset({A.USERS_MANAGE, A.KEYS_ROTATE, A.VENDORS_MANAGE, A.CONTACTS_BACKUP,
                            A.CONTACTS_RESTORE, A.AUTHORIZATIONS_PURGE, A.LEDGER_READ, A.LEDGER_EXPORT,
-                           A.LEDGER_PURGE}),
+                           A.LEDGER_PURGE, A.BOUNCES_PROCESS}),
     Role.MARKETER: _CAMPAIGN_WORK | _PAPERWORK | {A.SEGMENT_REGISTER, A.TEMPLATE_REGISTER},
     Role.STAFF: _CAMPAIGN_WORK | _PAPERWORK | {A.TEMPLATE_REGISTER},
     Role.REVIEWER: frozenset({A.CAMPAIGN_APPROVE, A.CAMPAIGN_REJECT, A.CAMPAIGN_CHECK, A.CAMPAIGN_PAUSE,
                               A.CAMPAIGN_CANCEL, A.AUTHORIZATIONS_REVOKE, A.LEDGER_READ,
                               A.LEDGER_EXPORT, A.LEDGER_EVIDENCE}),
-    Role.SERVICE: frozenset({A.CAMPAIGN_RUN, A.CAMPAIGN_SEND, A.CAMPAIGN_CHECK, A.CAMPAIGN_PAUSE}),
+    Role.SERVICE: frozenset({A.CAMPAIGN_RUN, A.CAMPAIGN_SEND, A.CAMPAIGN_CHECK, A.CAMPAIGN_PAUSE,
+                             A.BOUNCES_PROCESS}),
 }
 
 # Actions the table must never grant to a role, whatever edits it gets (tested).

@@ -11,7 +11,8 @@ import typer
 from rich.table import Table
 from sqlalchemy import select
 
-from mailer.cli.common import actor, new_app, out, print_json, runtime
+from mailer.accounts.permissions import Action
+from mailer.cli.common import act, new_app, out, print_json, runtime
 from mailer.errors import ConfigError, InputError
 
 bounces_app = new_app("Bounces (RFC 3464) and complaints (RFC 5965): receive, fetch, review (BNC-1, STD-7).")
@@ -43,7 +44,7 @@ def fetch(ctx: typer.Context,
 
     rt = runtime(ctx)
     s = rt.settings.bounces
-    proc = Processor(rt, actor=actor(ctx))
+    proc = Processor(rt, actor=act(ctx, Action.BOUNCES_PROCESS))
     if imap:
         if maildir is not None:
             raise InputError("--imap and --maildir are exclusive", hint="pick one source")
@@ -71,7 +72,7 @@ def receive(ctx: typer.Context,
     if s.tls_cert_file is None or s.tls_key_file is None:
         raise ConfigError("the receiver needs a STARTTLS certificate",
                           hint="set bounces.tls_cert_file and bounces.tls_key_file (PEM)")
-    proc = Processor(rt, actor=actor(ctx))
+    proc = Processor(rt, actor=act(ctx, Action.BOUNCES_PROCESS))
     controller, bound, handler = start_receiver(proc, host=host or s.receiver_host,
                                                 port=s.receiver_port if port is None else port,
                                                 cert_file=s.tls_cert_file, key_file=s.tls_key_file)

@@ -36,6 +36,8 @@ def register(app: typer.Typer) -> None:
         """
         rt = runtime(ctx)
         who = act(ctx, Action.CAMPAIGN_RUN)
+        if rt.settings.bounces.fetch_from:  # it will also take bounces in (issue 19): checked up front
+            act(ctx, Action.BOUNCES_PROCESS)
         stop = threading.Event()
         for sig in (signal.SIGTERM, signal.SIGINT):
             signal.signal(sig, lambda *_: stop.set())

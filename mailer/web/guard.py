@@ -1,4 +1,4 @@
-"""What stands between the internet and the unsubscribe app (SEC-2 hygiene for a public endpoint).
+"""What stands between the internet and the unsubscribe app (hardening for a public endpoint).
 
 - Host: only the configured hosts are served (400 otherwise). Nothing builds a URL from it.
 - Bodies: a declared Content-Length over MAX_BODY is answered 413 before a byte is read;

@@ -9,6 +9,7 @@ from typer.testing import CliRunner
 
 from mailer.cli.app import app
 from tests.conftest import ROOT
+from tests.helpers_accounts import cli_env
 from tests.helpers_workflow import AUTHOR, create, write_config
 
 POINTER = re.compile(r"see mailer rules ((?:[A-Z]+-\d+[a-z]?)(?:, mailer rules [A-Z]+-\d+[a-z]?)*)$")
@@ -29,7 +30,7 @@ def _each_leads_somewhere(ids: set[str]) -> None:
 def test_preflight_lines_end_with_their_rule(sample_rt, tmp_path) -> None:
     cfg = write_config(sample_rt, tmp_path / "mailer.toml")
     c = create(sample_rt)
-    res = CliRunner().invoke(app, ["--config", str(cfg), "--actor", AUTHOR, "campaign", "check", str(c.id)])
+    res = CliRunner(env=cli_env(cfg, AUTHOR)).invoke(app, ["--config", str(cfg), "campaign", "check", str(c.id)])
     assert res.exit_code == 3
     gate_lines = [ln for ln in res.output.splitlines() if re.match(r"  (pass|FAIL|WARN)  ", ln)]
     assert len(gate_lines) == 9
@@ -44,9 +45,9 @@ def test_preflight_lines_end_with_their_rule(sample_rt, tmp_path) -> None:
 def test_a_refusal_ends_with_its_rule(sample_rt, tmp_path) -> None:
     cfg = write_config(sample_rt, tmp_path / "mailer.toml")
     c = create(sample_rt)
-    runner = CliRunner()
-    assert runner.invoke(app, ["--config", str(cfg), "--actor", AUTHOR, "campaign", "submit", str(c.id)]).exit_code == 0
-    res = runner.invoke(app, ["--config", str(cfg), "--actor", AUTHOR, "campaign", "approve", str(c.id)])
+    runner = CliRunner(env=cli_env(cfg, AUTHOR))  # the author's account holds the reviewer role too
+    assert runner.invoke(app, ["--config", str(cfg), "campaign", "submit", str(c.id)]).exit_code == 0
+    res = runner.invoke(app, ["--config", str(cfg), "campaign", "approve", str(c.id)])
     assert res.exit_code == 3
     lines = [ln for ln in res.output.splitlines() if ln.strip()]
     refusal = [ln for ln in lines if "refused by SEC-6" in ln]
