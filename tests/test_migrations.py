@@ -50,3 +50,17 @@ def test_the_database_refuses_to_update_or_delete_ledger_rows(runtime_factory) -
             conn.execute(text(sql))
     with rt.engine.connect() as conn:
         assert conn.execute(text("SELECT count(*) FROM ledger")).scalar() == 1
+
+
+def test_the_migrations_form_one_chain_with_one_head() -> None:
+    """Branches merged with their own migration must be re-chained: two heads would let
+    `upgrade heads` apply them in either order, and `mailer migrate` report a mixed state."""
+    from alembic.script import ScriptDirectory
+
+    from mailer.db import alembic_config
+
+    script = ScriptDirectory.from_config(alembic_config("sqlite://"))
+    heads = script.get_heads()
+    assert len(heads) == 1, f"more than one migration head: {heads}; chain one after the other"
+    chain = [rev.revision for rev in script.walk_revisions()]
+    assert len(chain) == len(set(chain)) and chain[-1] == "0001"
