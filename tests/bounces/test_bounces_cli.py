@@ -7,6 +7,7 @@ import ssl
 
 import aiosmtplib
 import pytest
+from sqlalchemy import text as sql
 from typer.testing import CliRunner
 
 from mailer.bounces.process import Processor
@@ -23,6 +24,7 @@ from tests.bounces.helpers import (
     maildir_with,
     send_campaign,
 )
+from tests.helpers_accounts import cli_env
 from tests.helpers_workflow import write_config
 
 
@@ -34,10 +36,19 @@ def brt(runtime_factory, tmp_path):  # type: ignore[no-untyped-def]
 
 
 @pytest.fixture
-def cli(brt, tmp_path):  # type: ignore[no-untyped-def]
-    cfg = write_config(brt, tmp_path / "mailer.toml")
+def cfg(brt, tmp_path):  # type: ignore[no-untyped-def]
+    return write_config(brt, tmp_path / "mailer.toml")
+
+
+@pytest.fixture
+def cli(cfg):  # type: ignore[no-untyped-def]
+    """The CLI as a signed-in account: `ops`, an administrator, unless `who` names another."""
     runner = CliRunner()
-    return lambda *args: runner.invoke(app, ["--config", str(cfg), "--actor", "ops", *args])
+
+    def run(*args: str, who: tuple[str, ...] = ("ops", "admin")):  # type: ignore[no-untyped-def]
+        return runner.invoke(app, ["--config", str(cfg), *args], env=cli_env(cfg, *who))
+
+    return run
 
 
 async def test_fetch_held_rates_status_and_reports(brt, cli, tmp_path) -> None:
@@ -51,6 +62,9 @@ async def test_fetch_held_rates_status_and_reports(brt, cli, tmp_path) -> None:
     assert "applied: complaint 1, hard 1, soft 1; addresses suppressed 2" in res.output
     assert "kept aside (1): forged: unknown return-path token" in res.output
     assert "@" not in res.output  # ids, counts and reasons; never an address
+    with brt.engine.connect() as conn:  # every entry the fetch wrote names the signed-in account
+        actors = conn.execute(sql("SELECT DISTINCT actor FROM ledger WHERE kind = 'bounce'")).scalars().all()
+    assert actors == ["ops"]
 
     held = json.loads(cli("bounces", "held", "--format", "json").stdout)
     assert sorted(h["disposition"] for h in held) == ["rejected", "review"]
@@ -73,6 +87,18 @@ async def test_fetch_held_rates_status_and_reports(brt, cli, tmp_path) -> None:
     assert line.bounces == {"hard": 1, "soft": 1, "complaint": 1}
     assert rep.complaints_by_campaign == {cid: 1}
     assert f"FLAG: spam complaints (STD-7) in campaign(s) {cid} (1)" in render_text(rep)
+
+
+def test_fetch_runs_as_an_account_whose_role_allows_it(cli, tmp_path) -> None:
+    md = maildir_with(tmp_path / "Maildir", [b"hello, is this thing on?"])
+    res = cli("bounces", "fetch", "--maildir", str(md), who=("mia", "marketer"))
+    assert res.exit_code == 3 and "may not bounces.process" in res.output and "SEC-10" in res.output
+    assert "allowed for: admin, service" in res.output
+    res = cli("bounces", "fetch", "--maildir", str(md), who=(None,))
+    assert res.exit_code == 3 and "needs a signed-in account" in res.output and "SEC-1" in res.output
+    assert list((md / "new").iterdir()), "a refused fetch moves nothing"
+    res = cli("bounces", "fetch", "--maildir", str(md), who=("mx", "service"))
+    assert res.exit_code == 0 and "fetched: 1 message(s): review 1" in res.output
 
 
 def test_fetch_without_a_maildir_says_how_to_fix(cli, tmp_path) -> None:
@@ -119,9 +145,9 @@ async def test_receive_command_runs_until_interrupted(brt, certs, tmp_path) -> N
     cfg = write_config(brt, tmp_path / "receiver.toml")
     cfg.write_text(cfg.read_text().replace("[bounces]", f'[bounces]\ntls_cert_file = "{certs.cert_file}"\n'
                                                f'tls_key_file = "{certs.key_file}"', 1))
-    proc = subprocess.Popen([sys.executable, "-m", "mailer.cli.app", "--config", str(cfg), "--actor", "mx",
+    proc = subprocess.Popen([sys.executable, "-m", "mailer.cli.app", "--config", str(cfg),
                              "bounces", "receive", "--port", "0"], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                            text=True, env={**os.environ, "COLUMNS": "200"})
+                            text=True, env={**os.environ, "COLUMNS": "200", **cli_env(cfg, "mx", "service")})
     try:
         assert proc.stdout is not None
         line = await asyncio.to_thread(proc.stdout.readline)
