@@ -134,7 +134,7 @@ def test_the_cli_rotates_and_shows_rows_per_key(loaded: Any, tmp_path: Path) -> 
     runner = CliRunner(env=cli_env(cfg, "admin", "admin"))
     res = runner.invoke(app, ["--config", str(cfg), "keys", "rotate"])
     assert res.exit_code == 0, res.output
-    assert "60 row(s) re-encrypted from key k1 to k2" in res.output
+    assert "61 row(s) re-encrypted from key k1 to k2"  # 60 contacts + the admin's TOTP secret in res.output
     st = runner.invoke(app, ["--config", str(cfg), "keys", "status", "--format", "json"])
     data = json.loads(st.stdout)
     assert data["contacts_per_key"] == {"k2": 60} and data["key_ids"] == ["k1", "k2"]
@@ -142,3 +142,30 @@ def test_the_cli_rotates_and_shows_rows_per_key(loaded: Any, tmp_path: Path) -> 
     text = runner.invoke(app, ["--config", str(cfg), "keys", "status"]).output
     assert "k2: 60 contact row(s)" in text
     assert "k2: 60 contact row(s), 0 authorization row(s); sample of 6 decrypts" in text
+
+
+def test_rotation_moves_the_accounts_totp_secrets_and_sign_in_still_works(loaded: Any) -> None:
+    import pyotp
+
+    from mailer.accounts import service as accounts
+    from mailer.accounts.models import Account
+    from tests.helpers_accounts import admin
+
+    rt = loaded
+    password = "plum lantern meadow otter 42"
+    _info, _otp, enrol = accounts.create_account(rt, admin(rt), "rob", ("reviewer",), password=password)
+    assert enrol is not None
+    acc = Account.__table__  # type: ignore[attr-defined]
+
+    def secret_keys() -> set[str]:
+        with rt.engine.connect() as conn:
+            return {key_id_of(r[0]) for r in conn.execute(select(acc.c.totp_enc).where(acc.c.totp_enc.is_not(None)))}
+
+    assert secret_keys() == {"k1"}
+    rotate(rt.engine, rt.keyring, rt.ledger, actor="admin", batch=7)
+    assert secret_keys() == {"k2"}, "every TOTP secret moved to the new key"
+    on_disk = Keyring.load(rt.settings.keys.file)
+    assert "k1" in on_disk.field_keys  # old keys stay in the key file
+    rt._keyring = on_disk
+    signed = accounts.authenticate(rt, "rob", password, pyotp.TOTP(enrol.secret).now())
+    assert signed.principal.name == "rob"

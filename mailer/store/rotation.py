@@ -132,6 +132,8 @@ def rotate(engine: Engine, keyring: Keyring, ledger: Ledger, *, actor: str | Non
         if progress:
             progress(len(apage))
 
+    rewritten += _reencrypt_account_secrets(engine, keyring, to_kid)  # SEC-7 secrets under the same keys
+
     with writing(engine) as conn:
         left = sum(conn.execute(select(func.count()).select_from(t).where(t.c.key_id != to_kid)).scalar() or 0
                    for t in (contacts, auths))
@@ -155,6 +157,30 @@ def _reload(keyring: Keyring) -> None:
     keyring.active_key_id = fresh.active_key_id
 
 
+def _account_secret_keys(conn: Any) -> set[str]:
+    """Key ids of the accounts' TOTP secrets (issue 12): in the blob itself, no key_id column."""
+    from mailer.accounts.models import Account
+
+    acc = Account.__table__  # type: ignore[attr-defined]
+    return {key_id_of(r[0]) for r in conn.execute(select(acc.c.totp_enc).where(acc.c.totp_enc.is_not(None)))}
+
+
+def _reencrypt_account_secrets(engine: Engine, keyring: Keyring, to_kid: str) -> int:
+    """Move every account's TOTP secret to `to_kid` (same AAD); a few rows, one transaction."""
+    from mailer.accounts.models import Account
+    from mailer.accounts.service import _totp_aad
+
+    acc = Account.__table__  # type: ignore[attr-defined]
+    with writing(engine) as conn:
+        rows = conn.execute(select(acc.c.id, acc.c.totp_enc).where(acc.c.totp_enc.is_not(None))).all()
+        changes = [{"_id": r.id, "totp_enc": keyring.encrypt(keyring.decrypt(r.totp_enc, _totp_aad(r.id)),
+                                                              _totp_aad(r.id), key_id=to_kid)}
+                   for r in rows if key_id_of(r.totp_enc) != to_kid]
+        if changes:
+            conn.execute(update(acc).where(acc.c.id == bindparam("_id")), changes)
+    return len(changes)
+
+
 def _key_ids_in_use(engine: Engine) -> set[str]:
     """Every field key id the database names (rows, authorizations, rotations): never minted again."""
     contacts = Contact.__table__  # type: ignore[attr-defined]
@@ -163,6 +189,7 @@ def _key_ids_in_use(engine: Engine) -> set[str]:
     with engine.connect() as conn:
         ids = {r[0] for r in conn.execute(select(contacts.c.key_id).distinct())}
         ids |= {r[0] for r in conn.execute(select(auths.c.key_id).distinct())}
+        ids |= _account_secret_keys(conn)
         for r in conn.execute(select(rot.c.from_key_id, rot.c.to_key_id)):
             ids |= {r[0], r[1]}
     return {i for i in ids if i}
@@ -173,7 +200,7 @@ def _rows_on_keys(engine: Engine) -> set[str]:
     auths = Authorization.__table__  # type: ignore[attr-defined]
     with engine.connect() as conn:
         return ({r[0] for r in conn.execute(select(contacts.c.key_id).distinct())}
-                | {r[0] for r in conn.execute(select(auths.c.key_id).distinct())})
+                | {r[0] for r in conn.execute(select(auths.c.key_id).distinct())} | _account_secret_keys(conn))
 
 
 def _reencrypt(keyring: Keyring, row: Any, to_kid: str) -> dict[str, Any] | None:
