@@ -25,6 +25,7 @@ if TYPE_CHECKING:
     from mailer.accounts.permissions import Action, Principal
 
 ENV_TOKEN = "MAILER_TOKEN"  # noqa: S105 - the variable's name, not a token
+ENV_TOKEN_FILE = "MAILER_TOKEN_FILE"  # noqa: S105 - a file holding the token (a mounted secret)
 
 out = Console(highlight=False, soft_wrap=True, width=None if sys.stdout.isatty() else 140)
 err = Console(stderr=True, highlight=False, soft_wrap=True)
@@ -102,15 +103,38 @@ def forget_session(rt: Runtime) -> None:
         _write_sessions(data)
 
 
+def env_token() -> str:
+    """The API token from the environment: $MAILER_TOKEN, else the first line of the file
+    $MAILER_TOKEN_FILE names (a secret mounted read-only, e.g. the worker's in Docker)."""
+    from mailer.errors import InputError
+
+    token = os.environ.get(ENV_TOKEN, "").strip()
+    path = os.environ.get(ENV_TOKEN_FILE, "").strip()
+    if token or not path:
+        return token
+    try:
+        with open(path, encoding="utf-8") as fh:
+            token = fh.readline().strip()
+    except (OSError, UnicodeDecodeError) as e:
+        reason = e.strerror if isinstance(e, OSError) and e.strerror else "not UTF-8 text"
+        raise InputError(f"{ENV_TOKEN_FILE}={path}: cannot read the token file ({reason})",
+                         hint="write it with mailer users token NAME --out FILE, readable by this user") from None
+    if not token:
+        raise InputError(f"{ENV_TOKEN_FILE}={path}: the token file is empty",
+                         hint="write it with mailer users token NAME --out FILE")
+    return token
+
+
 def principal(ctx: typer.Context) -> Principal | None:
-    """The signed-in account: $MAILER_TOKEN (an API token), else this user's `mailer login`
-    session for this database, else None. A token that does not resolve is an error (exit 3)."""
+    """The signed-in account: $MAILER_TOKEN (an API token) or the token in $MAILER_TOKEN_FILE,
+    else this user's `mailer login` session for this database, else None. A token that does
+    not resolve is an error (exit 3); an unreadable token file is one line (exit 2)."""
     from mailer.accounts import service as accounts
 
     st = state(ctx)
     if not st._resolved:
         rt = st.runtime()
-        token = os.environ.get(ENV_TOKEN, "").strip() or stored_session(rt)
+        token = env_token() or stored_session(rt)
         st._principal = accounts.resolve_token(rt, token, os_user=accounts.real_os_user()) if token else None
         st._resolved = True
         rt.act_as(st._principal)

@@ -6,7 +6,10 @@ passwords, TOTP secrets, API tokens) go to standard output and nowhere else.
 
 from __future__ import annotations
 
+import os
 import sys
+import tempfile
+from pathlib import Path
 from typing import Annotated
 
 import typer
@@ -15,6 +18,7 @@ from mailer.accounts import service as accounts
 from mailer.accounts.permissions import ROLES, Action, Principal
 from mailer.cli.common import (
     ENV_TOKEN,
+    ENV_TOKEN_FILE,
     err,
     forget_session,
     new_app,
@@ -138,18 +142,51 @@ def token(ctx: typer.Context, name: Annotated[str, typer.Argument()],
           label: Annotated[str, typer.Option("--label", help="What it is for (shown in the ledger).")] = "",
           revoke: Annotated[int | None, typer.Option("--revoke", help="Revoke this token id instead.")] = None,
           revoke_all: Annotated[bool, typer.Option("--revoke-all", help="Revoke every token and session of the account.")] = False,
+          out_file: Annotated[Path | None, typer.Option("--out", help="Write the token to this file (mode 0600, "
+                                                        "replaced atomically) instead of printing it; point "
+                                                        "MAILER_TOKEN_FILE at it.")] = None,
           ) -> None:
-    """Issue an API token for an account (use it as MAILER_TOKEN), or revoke tokens."""
+    """Issue an API token for an account (use it as MAILER_TOKEN, or write it with --out for
+    MAILER_TOKEN_FILE), or revoke tokens."""
     rt = runtime(ctx)
     by = _admin(ctx)
     if revoke is not None or revoke_all:
         n = accounts.revoke_tokens(rt, by, name, token_id=revoke)
         out.print(f"revoked {n} token(s) of {name.strip().lower()}", markup=False)
         return
+    if out_file is not None and not out_file.parent.is_dir():
+        raise InputError(f"--out {out_file}: the folder {out_file.parent} does not exist",
+                         hint="create it first, or give a path in an existing folder")
     tok = accounts.issue_api_token(rt, by, name, label=label, days=days)
-    sys.stdout.write(tok.token + "\n")
-    err.print(f"token {tok.id} for {tok.account}, valid until {tok.expires_at:%Y-%m-%d %H:%M} UTC; shown once. "
-              f"Use it as {ENV_TOKEN}; revoke with mailer users token {tok.account} --revoke {tok.id}", markup=False)
+    if out_file is None:
+        sys.stdout.write(tok.token + "\n")
+        where = f"shown once. Use it as {ENV_TOKEN}"
+    else:
+        write_secret(out_file, tok.token + "\n")
+        where = f"written to {out_file} (mode 0600). Use it as {ENV_TOKEN_FILE}={out_file}"
+    err.print(f"token {tok.id} for {tok.account}, valid until {tok.expires_at:%Y-%m-%d %H:%M} UTC; {where}; "
+              f"revoke with mailer users token {tok.account} --revoke {tok.id}", markup=False)
+
+
+def write_secret(path: Path, text: str) -> None:
+    """Write a secret readable by its owner only, atomically: a reader sees the old file or
+    the whole new one, never a half-written token or a moment of wider permissions."""
+    try:
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")  # created 0600
+    except OSError as e:
+        raise InputError(f"--out {path}: cannot write there ({e.strerror})",
+                         hint="choose a folder this user may write") from None
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as fh:
+            fh.write(text)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.chmod(tmp, 0o600)
+        os.replace(tmp, path)
+    except OSError as e:
+        Path(tmp).unlink(missing_ok=True)
+        raise InputError(f"--out {path}: cannot write there ({e.strerror})",
+                         hint="choose a path this user may write, not a folder") from None
 
 
 @users_app.command("totp")
