@@ -319,7 +319,8 @@ class Stack:
             # a URL naming the external service (postgresql://u:p@db:5432/x) is replaced whole
             text = re.sub(rf"[a-z+]+://[^\s\"']*@{re.escape(svc)}(:\d+)?/[^\s\"']*", url, text)
         for svc in self.ports:
-            text = re.sub(rf"(?<=[\"/@]){re.escape(svc)}(?=[\":/])", "127.0.0.1", text)
+            # a host: "sink" (a config value), //web:8000, user@db: never a path's folder (/run/secrets/worker)
+            text = re.sub(rf"(?:(?<=//)|(?<=@)|(?<=\")){re.escape(svc)}(?=[\":/])", "127.0.0.1", text)
         for c, h in self._port_map().items():
             text = re.sub(rf"(?<![\w.]){c}(?![\w.])", str(h), text)
         if not config:
@@ -437,11 +438,13 @@ class Stack:
             else:
                 self.start(name, wait=True)
 
-    def run(self, name: str, args: list[str]) -> subprocess.CompletedProcess[bytes]:
-        """`run --rm SERVICE ARGS`: its dependencies up, then the command to completion."""
+    def run(self, name: str, args: list[str], *, stdin: str | None = None) -> subprocess.CompletedProcess[bytes]:
+        """`run --rm SERVICE ARGS`: its dependencies up, then the command to completion
+        (`stdin`: what a person types at its prompts)."""
         self._start_deps(name)
-        proc = self._popen(name, self.argv(name, args), stdout=subprocess.PIPE, stderr=subprocess.PIPE)
-        out, err = proc.communicate(timeout=300)
+        proc = self._popen(name, self.argv(name, args), stdin=subprocess.PIPE if stdin is not None else subprocess.DEVNULL,
+                           stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+        out, err = proc.communicate(stdin.encode() if stdin is not None else None, timeout=300)
         return subprocess.CompletedProcess(proc.args, proc.returncode, out, err)
 
     def down(self) -> None:
@@ -457,8 +460,9 @@ class Stack:
         self.procs.clear()
 
     # -- the README's lines ----------------------------------------------------------------
-    def compose(self, argv: list[str]) -> str:
-        """One `docker compose ...` line; returns what it would print."""
+    def compose(self, argv: list[str], person: Person | None = None) -> str:
+        """One `docker compose ...` line; returns what it would print. `person` answers the
+        prompts of `run --rm SERVICE login` and reads what every `run` prints."""
         if argv[:2] == ["-f", "docker/compose.yaml"]:
             argv = argv[2:]
         verb, *rest = argv
@@ -471,10 +475,13 @@ class Stack:
             return ""
         if verb == "run":
             assert rest[0] == "--rm", "run without --rm leaves containers behind"
-            res = self.run(rest[1], rest[2:])
+            args, stdin = person.answer(rest[2:]) if person else (rest[2:], None)
+            res = self.run(rest[1], args, stdin=stdin)
             text = (res.stdout + res.stderr).decode(errors="replace")
             if res.returncode != 0:
                 raise StackError(f"`docker compose {shlex.join(argv)}` exited {res.returncode}: {text[-3000:]}")
+            if person:
+                person.read(text)
             return text
         if verb == "logs":
             return self.log(rest[-1])
@@ -491,6 +498,50 @@ class Stack:
             self.down()
             return ""
         raise StackError(f"`docker compose {verb}` is not emulated; extend tests/docker/stack.py")
+
+
+class Person:
+    """Someone following the README: notes the one-time passwords and TOTP secrets the
+    output shows, and at `mailer login --user NAME` types the password (a new one at a
+    first sign-in) and the code an authenticator app makes. The prompts are answered the
+    way a script would: --password-stdin (password, then the new one) and --totp CODE."""
+
+    NEW_PASSWORD = "plum lantern meadow otter 42"
+
+    def __init__(self) -> None:
+        self.passwords: dict[str, str] = {}
+        self.secrets: dict[str, str] = {}
+        self.first_sign_in: set[str] = set()
+        self._last_step: dict[str, int] = {}
+
+    def read(self, output: str) -> None:
+        for name, otp in re.findall(r"^one-time password for (\S+): (\S+)$", output, flags=re.M):
+            self.passwords[name] = otp
+            self.first_sign_in.add(name)
+        self.secrets.update(re.findall(r"^TOTP secret for (\S+): (\S+)$", output, flags=re.M))
+
+    def code(self, name: str) -> str:
+        """The current code; a code is accepted once, so a second sign-in in the same 30 s waits."""
+        import pyotp
+
+        totp = pyotp.TOTP(self.secrets[name])
+        while int(time.time()) // 30 == self._last_step.get(name):
+            time.sleep(0.5)
+        self._last_step[name] = int(time.time()) // 30
+        return totp.now()
+
+    def answer(self, args: list[str]) -> tuple[list[str], str | None]:
+        """The command line and keyboard input for one `run --rm SERVICE ARGS`."""
+        if args[:1] != ["login"]:
+            return args, None
+        name = args[args.index("--user") + 1]
+        typed = [self.passwords[name]]
+        if name in self.first_sign_in:
+            self.passwords[name] = self.NEW_PASSWORD
+            self.first_sign_in.discard(name)
+            typed.append(self.NEW_PASSWORD)
+        extra = ["--password-stdin", *(["--totp", self.code(name)] if name in self.secrets else [])]
+        return [*args, *extra], "\n".join(typed) + "\n"
 
 
 def url_host(url: str) -> str:

@@ -27,7 +27,7 @@ from sqlalchemy import create_engine, text
 
 from mailer.db import normalize_url
 from tests.conftest import IN_CI, PG_URL, ROOT, _pg_schema_url
-from tests.docker.stack import Stack, dockerignore_excludes, load_compose, parse_dockerfile
+from tests.docker.stack import Person, Stack, dockerignore_excludes, load_compose, parse_dockerfile
 
 COMPOSE = ROOT / "docker" / "compose.yaml"
 DOCKERFILE = ROOT / "docker" / "Dockerfile"
@@ -86,6 +86,23 @@ def test_every_long_running_service_has_a_health_check_and_the_sink_listens_on_a
     assert services["worker"]["depends_on"]["sink"]["condition"] == "service_healthy"
 
 
+def test_the_worker_reads_its_token_from_a_read_only_volume_the_admin_writes() -> None:
+    spec = load_compose(COMPOSE)
+    services = spec["services"]
+    token_file = services["worker"]["environment"]["MAILER_TOKEN_FILE"]
+    assert "MAILER_TOKEN" not in services["worker"]["environment"], "no token in the compose file itself"
+    mounts = {v.split(":")[1]: v.split(":") for v in services["worker"]["volumes"]}
+    folder = str(Path(token_file).parent)
+    assert folder in mounts and mounts[folder][-1] == "ro", "the worker mounts its token read-only"
+    admin = {v.split(":")[1]: v.split(":") for v in services["admin"]["volumes"]}
+    assert admin[folder][0] == mounts[folder][0] and admin[folder][-1] != "ro", "the admin writes the token"
+    assert f"users token worker --out {token_file}" in (ROOT / "README.md").read_text()
+    config_home = services["admin"]["environment"]["XDG_CONFIG_HOME"]
+    assert config_home in admin and admin[config_home][0] in spec["volumes"], "mailer login's session outlives run --rm"
+    for name in ("worker", "admin"):  # environment replaces the anchor's map: nothing dropped
+        assert {"MAILER_CONFIG", "MAILER_DATABASE_URL"} <= set(services[name]["environment"])
+
+
 # -- the stack, run -------------------------------------------------------------------
 
 
@@ -122,19 +139,20 @@ def stack(pg_schema_url: str) -> Iterator[Stack]:
 
 def _follow_readme(stack: Stack) -> dict[str, str]:
     printed: dict[str, str] = {}
+    person = Person()
     for line in readme_docker_steps():
         argv = shlex.split(line)
         if argv[0] == "export":
             assert argv[1] == "COMPOSE_FILE=docker/compose.yaml"
             continue
         assert argv[:2] == ["docker", "compose"], f"README Docker step is not a compose command: {line}"
-        printed[line] = stack.compose(argv[2:])
+        printed[line] = stack.compose(argv[2:], person)
         if argv[2:4] == ["up", "-d"]:
             _check_after_up(stack)
         if argv[2] == "down":
             break
         if argv[2] == "ps":
-            _schedule_through_the_worker(stack)
+            _schedule_through_the_worker(stack, person)
     return printed
 
 
@@ -166,13 +184,16 @@ def _status(db_url: str, campaign: int) -> str:
         engine.dispose()
 
 
-def _schedule_through_the_worker(stack: Stack) -> None:
-    """The worker, not the admin CLI, reaches the sink: a campaign scheduled a few seconds ahead."""
+def _schedule_through_the_worker(stack: Stack, person: Person) -> None:
+    """The worker, not the admin CLI, reaches the sink: a campaign scheduled a few seconds
+    ahead, sent as the service account whose token the worker read from its volume."""
     before = stack.log("sink").count("received ")
     for args in (["campaign", "create", "--name", "Worker run", "--template", "templates/newsletter",
                   "--segment", "segments/newsletter.toml"],
-                 ["campaign", "submit", "2"], ["--actor", "compliance", "campaign", "approve", "2"]):
-        res = stack.run("admin", args)
+                 ["campaign", "submit", "2"], ["login", "--user", "rob"], ["campaign", "approve", "2"],
+                 ["login", "--user", "maria"]):
+        args, stdin = person.answer(args)
+        res = stack.run("admin", args, stdin=stdin)
         assert res.returncode == 0, (res.stdout + res.stderr).decode()[-2000:]
     at = (datetime.now(ZoneInfo("America/Chicago")) + timedelta(seconds=15)).strftime("%Y-%m-%d %H:%M:%S")
     res = stack.run("admin", ["campaign", "schedule", "2", "--at", at])
@@ -182,6 +203,14 @@ def _schedule_through_the_worker(stack: Stack) -> None:
         time.sleep(1)
     assert _status(stack.external["db"], 2) == "done", stack.log("worker")[-3000:]
     assert stack.log("sink").count("received ") > before, "the worker's messages reached the sink"
+    engine = create_engine(normalize_url(stack.external["db"]))
+    try:
+        with engine.connect() as conn:
+            actors = {r[0] for r in conn.execute(text(
+                "SELECT actor FROM ledger WHERE campaign_id = 2 AND kind = 'send'"))}
+    finally:
+        engine.dispose()
+    assert actors == {"worker"}, f"the worker's sends are recorded as the service account: {actors}"
 
 
 def test_the_readme_docker_steps_work_in_order(stack: Stack) -> None:
@@ -221,6 +250,7 @@ def test_the_readme_docker_steps_against_a_real_daemon(tmp_path: Path) -> None:
         pytest.skip(f"real Docker part skipped: {why}; the daemon-free run above covers the same steps")
     project = f"mailertest{uuid.uuid4().hex[:8]}"
     env = {**os.environ, "COMPOSE_FILE": str(COMPOSE), "COMPOSE_PROJECT_NAME": project}
+    person = Person()
     try:
         for line in readme_docker_steps():
             argv = shlex.split(line)
@@ -228,8 +258,13 @@ def test_the_readme_docker_steps_against_a_real_daemon(tmp_path: Path) -> None:
                 continue
             if argv[2] == "down":
                 break
-            res = subprocess.run(argv, cwd=ROOT, env=env, capture_output=True, text=True, timeout=900)
+            stdin = None
+            if argv[2:4] == ["run", "--rm"]:  # -T: no TTY, the answers come on standard input
+                args, stdin = person.answer(argv[5:])
+                argv = [*argv[:4], "-T", argv[4], *args]
+            res = subprocess.run(argv, cwd=ROOT, env=env, capture_output=True, text=True, timeout=900, input=stdin)
             assert res.returncode == 0, f"{line}: {res.stdout[-2000:]} {res.stderr[-2000:]}"
+            person.read(res.stdout)
             if argv[2] == "logs":
                 assert "received <" in res.stdout
     finally:
