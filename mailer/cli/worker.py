@@ -31,7 +31,8 @@ def register(app: typer.Typer) -> None:
         lock file beside the SQLite database); others wait for it. Stop with SIGTERM or Ctrl-C.
 
         It runs as a service account, signed in with that account's API token in
-        MAILER_TOKEN (mailer users add worker --role service; mailer users token worker):
+        MAILER_TOKEN, or in the file MAILER_TOKEN_FILE names (mailer users add worker --role service;
+        mailer users token worker [--out FILE]):
         it may send what was approved, never approve.
         """
         rt = runtime(ctx)
