@@ -1,4 +1,4 @@
-"""`mailer serve`: the one-click unsubscribe endpoint (Starlette under uvicorn)."""
+"""`mailer serve`: the one-click unsubscribe endpoint and the web workspace (Starlette under uvicorn)."""
 
 from __future__ import annotations
 
@@ -15,13 +15,18 @@ def register(app: typer.Typer) -> None:
         ctx: typer.Context,
         host: Annotated[str, typer.Option(help="Interface to listen on (put TLS in front: the base URL is https).")] = "127.0.0.1",
         port: Annotated[int, typer.Option(help="Port; 0 picks a free one.")] = 8080,
+        only: Annotated[str, typer.Option(help="both (default), unsubscribe (the public /u/ endpoint alone) "
+                                               "or workspace (the signed-in web workspace alone).")] = "both",
     ) -> None:
-        """Answer GET/POST /u/{token} (RFC 8058). Access logs are off: URLs carry tokens."""
+        """Answer GET/POST /u/{token} (RFC 8058) and the workspace. Access logs are off: URLs carry tokens."""
         import uvicorn
 
-        from mailer.web import create_app
+        from mailer.errors import InputError
+        from mailer.web.server import build_app
 
+        if only not in ("both", "unsubscribe", "workspace"):
+            raise InputError(f"--only {only!r} is not one of both, unsubscribe, workspace")
         rt = runtime(ctx)
-        config = uvicorn.Config(create_app(rt), host=host, port=port, access_log=False, server_header=False,
-                                log_level="warning", proxy_headers=True)
+        config = uvicorn.Config(build_app(rt, only), host=host, port=port,  # type: ignore[arg-type]
+                                access_log=False, server_header=False, log_level="warning", proxy_headers=True)
         uvicorn.Server(config).run()

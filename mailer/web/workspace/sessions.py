@@ -1,0 +1,117 @@
+"""Browser sessions, server-side (SEC-3 automatic logoff, SEC-5 audit): open, resolve, end.
+
+The cookie carries a 256-bit random id; the table keeps its SHA-256. A session ends when
+it is idle for `web.idle_timeout` seconds, `web.absolute_timeout` seconds after sign-in,
+when its account is disabled, or on sign-out. Every end and every sign-in is an `access`
+ledger entry; the account service already records failed sign-ins and lockouts.
+"""
+
+from __future__ import annotations
+
+import secrets
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+
+from sqlalchemy import select
+
+from mailer.accounts.models import Account
+from mailer.accounts.permissions import Principal
+from mailer.accounts.service import SignIn
+from mailer.crypto import token_hash
+from mailer.db import writing
+from mailer.ledger import ACCESS, Event
+from mailer.models import utcnow
+from mailer.runtime import Runtime
+from mailer.web.workspace.models import WebSession
+
+_S = WebSession.__table__  # type: ignore[attr-defined]
+_ACC = Account.__table__  # type: ignore[attr-defined]
+FULL, PASSWORD = "full", "password"
+_TOUCH_EVERY = timedelta(seconds=5)  # a session's last-seen time is written at most this often
+
+
+@dataclass(frozen=True)
+class WebSessionInfo:
+    id: int
+    principal: Principal
+    stage: str
+    csrf: str
+
+
+@dataclass(frozen=True)
+class Ended:
+    """Why a presented session did not resolve ('' when there was no live session at all)."""
+
+    reason: str
+
+
+def _record(rt: Runtime, conn: Any, outcome: str, actor: str | None, detail: dict[str, Any]) -> None:
+    rt.ledger.append_in(conn, [Event(kind=ACCESS, outcome=outcome, actor=actor, rule_ids=("SEC-3", "SEC-5"),
+                                     detail={"channel": "web", **detail})])
+
+
+def open_session(rt: Runtime, sign_in: SignIn, *, now: datetime | None = None) -> tuple[str, WebSessionInfo]:
+    """A new session after a successful sign-in; `stage` password when it must change first."""
+    now = now or utcnow()
+    token = secrets.token_urlsafe(32)
+    csrf = secrets.token_urlsafe(32)
+    stage = PASSWORD if sign_in.must_change_password else FULL
+    p = sign_in.principal
+    with writing(rt.engine) as conn:
+        sid = conn.execute(_S.insert().values(
+            token_hash=token_hash(token), account_id=p.account_id, stage=stage, csrf=csrf, created_at=now,
+            last_seen_at=now, hard_expires_at=now + timedelta(seconds=rt.settings.web.absolute_timeout),
+        )).inserted_primary_key[0]  # type: ignore[index]
+        _record(rt, conn, "session-opened", p.name, {"account_id": p.account_id, "session_id": sid,
+                                                     "stage": stage})
+    principal = Principal(p.account_id, p.name, p.roles, "session", None, token_id=None)
+    return token, WebSessionInfo(sid, principal, stage, csrf)
+
+
+def resolve(rt: Runtime, token: str | None, *, now: datetime | None = None) -> WebSessionInfo | Ended:
+    """The live session this cookie stands for, or why it is not live (and end it, recorded)."""
+    if not token:
+        return Ended("")
+    now = now or utcnow()
+    with rt.engine.connect() as conn:
+        row: Any = conn.execute(select(_S).where(_S.c.token_hash == token_hash(token))).first()
+        acc: Any = conn.execute(select(_ACC.c.id, _ACC.c.name, _ACC.c.roles, _ACC.c.disabled)
+                                .where(_ACC.c.id == row.account_id)).first() if row is not None else None
+    if row is None or acc is None or row.ended_at is not None:
+        return Ended("")
+    cause = ""
+    if acc.disabled:
+        cause = "disabled"
+    elif row.hard_expires_at <= now:
+        cause = "absolute"
+    elif row.last_seen_at + timedelta(seconds=rt.settings.web.idle_timeout) <= now:
+        cause = "idle"
+    if cause:
+        _end(rt, row.id, acc.name, cause, now)
+        return Ended(cause)
+    if now - row.last_seen_at >= _TOUCH_EVERY:
+        with writing(rt.engine) as conn:
+            conn.execute(_S.update().where(_S.c.id == row.id, _S.c.ended_at.is_(None)).values(last_seen_at=now))
+    roles = frozenset(r for r in (acc.roles or "").split(",") if r)
+    return WebSessionInfo(row.id, Principal(acc.id, acc.name, roles, "session"), row.stage, row.csrf)
+
+
+def _end(rt: Runtime, session_id: int, actor: str | None, reason: str, now: datetime) -> bool:
+    with writing(rt.engine) as conn:
+        n = conn.execute(_S.update().where(_S.c.id == session_id, _S.c.ended_at.is_(None))
+                         .values(ended_at=now, end_reason=reason)).rowcount
+        if n:
+            outcome = "signed-out" if reason == "signed-out" else "logged-off"
+            _record(rt, conn, outcome, actor, {"session_id": session_id, "reason": reason})
+    return bool(n)
+
+
+def end(rt: Runtime, info: WebSessionInfo, reason: str = "signed-out") -> bool:
+    return _end(rt, info.id, info.principal.name, reason, utcnow())
+
+
+def promote(rt: Runtime, info: WebSessionInfo) -> None:
+    """After the forced password change: the session may now do everything its roles allow."""
+    with writing(rt.engine) as conn:
+        conn.execute(_S.update().where(_S.c.id == info.id).values(stage=FULL))
