@@ -49,6 +49,9 @@ connections = 4
 operated_by_covered_entity = true
 [unsubscribe]
 base_url = "https://riverside-imaging.example/u/"
+[web]
+templates_dir = "{ROOT / 'templates'}"
+segments_dir = "{ROOT / 'segments'}"
 """
     path = folder / "mailer.toml"
     path.write_text(text)
@@ -113,5 +116,8 @@ def run_demo(folder: Path, console: Console | None = None, *, extra_steps: Seque
     console.print(Rule("what the sink received"))
     console.print(f"{len(msgs)} message(s); one RCPT TO per transaction: {'yes' if one_rcpt else 'NO'} (SEND-1); "
                   f"TLS before MAIL FROM: {'yes' if tls else 'NO'} ({', '.join(versions)}) (TLS-1)")
+    from mailer.web.workspace.demo import demo_accounts
+
+    demo_accounts(config, console)
     console.print(f"demo finished in {time.perf_counter() - started:.1f}s")
     return 0 if msgs and one_rcpt and tls else 1
