@@ -340,3 +340,32 @@ def test_security_headers_and_error_pages(server: Server, new_page: Any) -> None
     # the unsubscribe endpoint is served beside the workspace, login-free and cookie-free
     r = page.request.get(server.url + "/u/not-a-token")
     assert r.status == 404 and "set-cookie" not in r.headers
+
+
+def test_schedule_with_cron_shows_the_next_three_runs(server: Server, new_page: Any) -> None:
+    author = new_page()
+    sign_in(author, server, "mara")
+    cid = create_and_submit(author, server)
+    reviewer = new_page()
+    sign_in(reviewer, server, "rita")
+    reviewer.goto(f"{server.url}/campaigns/{cid}")
+    reviewer.click("button:has-text('Approve')")
+    author.goto(f"{server.url}/campaigns/{cid}")
+    assert {"Schedule", "Send now", "Pause", "Cancel campaign"} <= buttons(author)
+    author.fill("form.inline input[name=cron]", "not a cron")
+    author.click("button:has-text('Show next runs')")
+    assert "is not valid" in author.inner_text("#next-runs")
+    author.fill("form.schedule input[name=cron]", "0 9 * * MON")
+    author.fill("form.schedule input[name=at]", "2030-01-01T09:00")
+    author.click("button:has-text('Schedule')")
+    assert "not both" in author.inner_text(".field-error")
+    author.fill("form.schedule input[name=cron]", "0 9 * * MON")
+    author.click("form.schedule button:has-text('Schedule')")
+    assert author.inner_text("#status") == "scheduled"
+    runs = author.locator("#next-runs li").all_inner_texts()
+    assert len(runs) == 3 and all(r.startswith("Mon ") and " 09:00 " in r for r in runs)
+    shot(author, "campaign-scheduled")
+    author.click("button:has-text('Pause')")
+    assert author.inner_text("#status") == "paused"
+    author.click("button:has-text('Resume')")
+    assert author.inner_text("#status") == "scheduled"

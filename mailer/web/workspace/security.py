@@ -36,7 +36,9 @@ CSRF_FIELD = "csrf_token"
 
 def csrf_ok(expected: str | None, given: object) -> bool:
     """Constant-time comparison; a missing or empty token never matches."""
-    return bool(expected) and isinstance(given, str) and bool(given) and hmac.compare_digest(expected or "", given)
+    if not expected or not isinstance(given, str) or not given:
+        return False
+    return hmac.compare_digest(expected.encode("utf-8", "surrogatepass"), given.encode("utf-8", "surrogatepass"))
 
 
 class RateLimiter:
