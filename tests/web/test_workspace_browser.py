@@ -93,6 +93,14 @@ def test_forced_password_change_at_first_sign_in(server: Server, new_page: Any) 
     page.click("button:has-text('Change password')")
     assert page.url.startswith(server.url + "/?changed=1")
     assert "Your password was changed." in page.inner_text(".notice")
+    page.goto(server.url + "/campaigns")  # the rotated session works; the pre-change id does not
+    assert page.url.endswith("/campaigns")
+    assert access(server, "session-rotated")[-1]["actor"] == "nina"
+    # an administrator's reset ends the live session at its next request
+    accounts.reset_password(server.rt, admin, "nina")
+    page.goto(server.url + "/campaigns")
+    assert page.url.endswith("/login?ended=password-changed")
+    assert "changed or reset" in page.inner_text(".notice")
 
 
 def test_marketer_creates_and_submits_and_cannot_approve(server: Server, new_page: Any) -> None:
@@ -310,6 +318,7 @@ def test_ledger_pages_paginate_and_views_are_recorded(server: Server, new_page: 
     assert "intact" in page.inner_text("#verification")
     resp = page.request.get(server.url + "/ledger/export.csv?kind=access")
     assert resp.status == 200 and resp.text().splitlines()[0].startswith("seq,")
+    assert any(v["page"] == "ledger-export" for v in access(server, "viewed"))
     page.goto(server.url + "/ledger/report?quarter=2026Q9")
     assert page.locator(".field-error").count() == 1
     pages = {v["page"] for v in access(server, "viewed")}

@@ -32,6 +32,7 @@ ENDED = {
     "idle": "You were signed out after a period of inactivity. Sign in again to continue.",
     "absolute": "Your session reached its maximum length. Sign in again to continue.",
     "disabled": "Your session has ended.",
+    "password-changed": "Your password was changed or reset. Sign in again to continue.",
     "signed-out": "You are signed out.",
 }
 
@@ -110,6 +111,7 @@ def password(c: Ctx) -> Response:
             except accounts.PasswordPolicyError as e:
                 errors["new"] = e.message + (f" ({e.hint})" if e.hint else "")
         if not errors:
-            sessions.promote(c.ws.base, c.session)
-            return redirect("/?changed=1")
+            resp = redirect("/?changed=1")
+            set_session_cookie(c.ws, c.request, resp, sessions.rotate(c.ws.base, c.session))
+            return resp
     return c.render("password.html", 400 if errors else 200, forced=forced, errors=errors)

@@ -157,6 +157,7 @@ def ledger_export(c: Ctx) -> Response:
     tmp = tempfile.NamedTemporaryFile("w", suffix=".csv", delete=False, newline="")  # noqa: SIM115
     with tmp:
         res = export(c.rt.ledger, filters, "csv", tmp, actor=c.principal.name, destination="web download")
+    record_view(c, "ledger-export", entries=res.entries, sha256=res.sha256, export_seq=res.seq)
     name = f"ledger-{res.through_seq}.csv"
     return FileResponse(tmp.name, media_type="text/csv", filename=name, headers=HEADERS,
                         background=BackgroundTask(Path(tmp.name).unlink, missing_ok=True))

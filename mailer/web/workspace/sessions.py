@@ -76,13 +76,16 @@ def resolve(rt: Runtime, token: str | None, *, now: datetime | None = None) -> W
     now = now or utcnow()
     with rt.engine.connect() as conn:
         row: Any = conn.execute(select(_S).where(_S.c.token_hash == token_hash(token))).first()
-        acc: Any = conn.execute(select(_ACC.c.id, _ACC.c.name, _ACC.c.roles, _ACC.c.disabled)
+        acc: Any = conn.execute(select(_ACC.c.id, _ACC.c.name, _ACC.c.roles, _ACC.c.disabled,
+                                       _ACC.c.password_changed_at)
                                 .where(_ACC.c.id == row.account_id)).first() if row is not None else None
     if row is None or acc is None or row.ended_at is not None:
         return Ended("")
     cause = ""
     if acc.disabled:
         cause = "disabled"
+    elif acc.password_changed_at is not None and acc.password_changed_at > row.created_at:
+        cause = "password-changed"  # reset by an administrator, or changed in another session
     elif row.hard_expires_at <= now:
         cause = "absolute"
     elif row.last_seen_at + timedelta(seconds=rt.settings.web.idle_timeout) <= now:
@@ -90,7 +93,8 @@ def resolve(rt: Runtime, token: str | None, *, now: datetime | None = None) -> W
     if cause:
         _end(rt, row.id, acc.name, cause, now)
         return Ended(cause)
-    if now - row.last_seen_at >= _TOUCH_EVERY:
+    idle = rt.settings.web.idle_timeout
+    if now - row.last_seen_at >= min(_TOUCH_EVERY, timedelta(seconds=idle / 10)):
         with writing(rt.engine) as conn:
             conn.execute(_S.update().where(_S.c.id == row.id, _S.c.ended_at.is_(None)).values(last_seen_at=now))
     roles = frozenset(r for r in (acc.roles or "").split(",") if r)
@@ -111,7 +115,18 @@ def end(rt: Runtime, info: WebSessionInfo, reason: str = "signed-out") -> bool:
     return _end(rt, info.id, info.principal.name, reason, utcnow())
 
 
-def promote(rt: Runtime, info: WebSessionInfo) -> None:
-    """After the forced password change: the session may now do everything its roles allow."""
+def rotate(rt: Runtime, info: WebSessionInfo, *, now: datetime | None = None) -> str:
+    """After a password change: a new session id and CSRF token for this browser (the old
+    id stops working), full rights, and every other session of the account ends."""
+    now = now or utcnow()
+    token = secrets.token_urlsafe(32)
     with writing(rt.engine) as conn:
-        conn.execute(_S.update().where(_S.c.id == info.id).values(stage=FULL))
+        conn.execute(_S.update().where(_S.c.id == info.id).values(
+            token_hash=token_hash(token), csrf=secrets.token_urlsafe(32), stage=FULL, created_at=now, last_seen_at=now))
+        others = [r[0] for r in conn.execute(select(_S.c.id).where(
+            _S.c.account_id == info.principal.account_id, _S.c.id != info.id, _S.c.ended_at.is_(None)))]
+        if others:
+            conn.execute(_S.update().where(_S.c.id.in_(others)).values(ended_at=now, end_reason="password-changed"))
+        _record(rt, conn, "session-rotated", info.principal.name,
+                {"session_id": info.id, "reason": "password-changed", "ended_sessions": others})
+    return token
