@@ -116,30 +116,35 @@ def page(action: Action | None = None, *, password_stage: bool = False) -> Calla
     def deco(fn: Callable[[Ctx], Response]) -> Callable[[Request], Any]:
         async def endpoint(request: Request) -> Response:
             ws: Workspace = request.app.state.ws
-            token = request.cookies.get(SESSION_COOKIE)
-            got = await run_in_threadpool(sessions.resolve, ws.base, token)
-            if isinstance(got, sessions.Ended):
-                resp = redirect("/login" + (f"?ended={got.reason}" if got.reason else ""))
-                if token:
-                    clear_session_cookie(ws, request, resp)
-                return resp
-            if got.stage == sessions.PASSWORD and not password_stage:
-                return redirect("/password")
-            form: dict[str, str] = {}
+            raw: dict[str, str] | None = None
             if request.method == "POST":
-                raw = await request.form()
-                if not csrf_ok(got.csrf, raw.get(CSRF_FIELD)):
-                    return ws.error(403, "Form refused", "This form was not sent from a page of this workspace "
-                                    "(its security token is missing or wrong).",
-                                    hint="go back, reload the page and send the form again")
-                form = {k: v for k, v in raw.items() if isinstance(v, str)}
-            c = Ctx(ws, request, got, ws.runtime_for(got.principal), form)
-            return await run_in_threadpool(_guarded, fn, c, action)
+                raw = {k: v for k, v in (await request.form()).items() if isinstance(v, str)}
+            # One trip to the thread pool: the session, the CSRF check and the handler.
+            return await run_in_threadpool(_serve, ws, request, fn, action, raw, password_stage)
 
         endpoint.__name__ = fn.__name__
         return endpoint
 
     return deco
+
+
+def _serve(ws: Workspace, request: Request, fn: Callable[[Ctx], Response], action: Action | None,
+           form: dict[str, str] | None, password_stage: bool) -> Response:
+    token = request.cookies.get(SESSION_COOKIE)
+    got = sessions.resolve(ws.base, token)
+    if isinstance(got, sessions.Ended):
+        resp = redirect("/login" + (f"?ended={got.reason}" if got.reason else ""))
+        if token:
+            clear_session_cookie(ws, request, resp)
+        return resp
+    if got.stage == sessions.PASSWORD and not password_stage:
+        return redirect("/password")
+    if form is not None and not csrf_ok(got.csrf, form.get(CSRF_FIELD)):
+        return ws.error(403, "Form refused", "This form was not sent from a page of this workspace "
+                        "(its security token is missing or wrong).",
+                        hint="go back, reload the page and send the form again")
+    c = Ctx(ws, request, got, ws.runtime_for(got.principal), form or {})
+    return _guarded(fn, c, action)
 
 
 def _guarded(fn: Callable[[Ctx], Response], c: Ctx, action: Action | None) -> Response:

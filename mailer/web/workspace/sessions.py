@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import bindparam, select
 
 from mailer.accounts.models import Account
 from mailer.accounts.permissions import Principal
@@ -28,7 +28,12 @@ from mailer.web.workspace.models import WebSession
 _S = WebSession.__table__  # type: ignore[attr-defined]
 _ACC = Account.__table__  # type: ignore[attr-defined]
 FULL, PASSWORD = "full", "password"
-_TOUCH_EVERY = timedelta(seconds=5)  # a session's last-seen time is written at most this often
+_TOUCH_EVERY = timedelta(seconds=5)
+# One read per request: the session and its account's current state.
+_RESOLVE = (select(_S.c.id, _S.c.stage, _S.c.csrf, _S.c.created_at, _S.c.last_seen_at, _S.c.hard_expires_at,
+                   _S.c.ended_at, _ACC.c.id.label("account_id"), _ACC.c.name, _ACC.c.roles, _ACC.c.disabled,
+                   _ACC.c.password_changed_at)
+            .join(_ACC, _ACC.c.id == _S.c.account_id).where(_S.c.token_hash == bindparam("h")))  # a session's last-seen time is written at most this often
 
 
 @dataclass(frozen=True)
@@ -75,30 +80,27 @@ def resolve(rt: Runtime, token: str | None, *, now: datetime | None = None) -> W
         return Ended("")
     now = now or utcnow()
     with rt.engine.connect() as conn:
-        row: Any = conn.execute(select(_S).where(_S.c.token_hash == token_hash(token))).first()
-        acc: Any = conn.execute(select(_ACC.c.id, _ACC.c.name, _ACC.c.roles, _ACC.c.disabled,
-                                       _ACC.c.password_changed_at)
-                                .where(_ACC.c.id == row.account_id)).first() if row is not None else None
-    if row is None or acc is None or row.ended_at is not None:
+        row: Any = conn.execute(_RESOLVE, {"h": token_hash(token)}).first()
+    if row is None or row.ended_at is not None:
         return Ended("")
     cause = ""
-    if acc.disabled:
+    if row.disabled:
         cause = "disabled"
-    elif acc.password_changed_at is not None and acc.password_changed_at > row.created_at:
+    elif row.password_changed_at is not None and row.password_changed_at > row.created_at:
         cause = "password-changed"  # reset by an administrator, or changed in another session
     elif row.hard_expires_at <= now:
         cause = "absolute"
     elif row.last_seen_at + timedelta(seconds=rt.settings.web.idle_timeout) <= now:
         cause = "idle"
     if cause:
-        _end(rt, row.id, acc.name, cause, now)
+        _end(rt, row.id, row.name, cause, now)
         return Ended(cause)
     idle = rt.settings.web.idle_timeout
     if now - row.last_seen_at >= min(_TOUCH_EVERY, timedelta(seconds=idle / 10)):
         with writing(rt.engine) as conn:
             conn.execute(_S.update().where(_S.c.id == row.id, _S.c.ended_at.is_(None)).values(last_seen_at=now))
-    roles = frozenset(r for r in (acc.roles or "").split(",") if r)
-    return WebSessionInfo(row.id, Principal(acc.id, acc.name, roles, "session"), row.stage, row.csrf)
+    roles = frozenset(r for r in (row.roles or "").split(",") if r)
+    return WebSessionInfo(row.id, Principal(row.account_id, row.name, roles, "session"), row.stage, row.csrf)
 
 
 def _end(rt: Runtime, session_id: int, actor: str | None, reason: str, now: datetime) -> bool:
