@@ -40,6 +40,7 @@ def demo_accounts(config: Path, console: Console) -> None:
         by = _admin(rt)
         lines = []
         for name, roles in WEB_ACCOUNTS:
+            otp: str | None
             if any(a.name == name for a in accounts.list_accounts(rt)):
                 otp = accounts.reset_password(rt, by, name)
                 enrol = accounts.enrol_totp(rt, by, name) if "reviewer" in roles else None

@@ -13,7 +13,7 @@ from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import Response
-from starlette.routing import Route
+from starlette.routing import BaseRoute, Mount, Route
 from starlette.staticfiles import StaticFiles
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
@@ -51,7 +51,7 @@ class SecurityHeaders:
 def create_workspace(rt: Runtime) -> Starlette:
     ws = Workspace(rt)
     C, L, O = campaign_pages, ledger_pages, other_pages  # noqa: E741, N806
-    routes = [
+    routes: list[BaseRoute] = [
         Route("/", O.dashboard, methods=["GET"]),
         Route("/login", auth.login_form, methods=["GET"]),
         Route("/login", auth.login_submit, methods=["POST"]),
@@ -75,8 +75,6 @@ def create_workspace(rt: Runtime) -> Starlette:
         Route("/users", O.users_page, methods=["GET", "POST"]),
         Route("/users/{name:str}/{action:str}", O.user_action, methods=["POST"]),
     ]
-    from starlette.routing import Mount
-
     routes.append(Mount("/static", app=StaticFiles(directory=HERE / "static"), name="static"))
 
     async def http_error(request: Request, exc: Any) -> Response:
