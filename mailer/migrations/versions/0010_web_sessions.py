@@ -1,7 +1,7 @@
 """web workspace sessions and ledger verifications (issue 16)
 
 Revision ID: 0010_web_sessions
-Revises: 0005_accounts
+Revises: 0008_bounces
 Create Date: 2026-12-01 13:10:00
 """
 import sqlalchemy as sa
@@ -9,7 +9,7 @@ import sqlmodel
 from alembic import op
 
 revision = "0010_web_sessions"
-down_revision = "0005_accounts"
+down_revision = "0008_bounces"
 branch_labels = None
 depends_on = None
 
