@@ -13,7 +13,7 @@ from typing import Any
 
 from sqlalchemy import select
 
-from mailer import campaigns
+from mailer import campaigns, rules
 from mailer.models import Approval, LedgerEntry
 from tests.web.conftest import Server, csrf_of, shot, sign_in
 
@@ -327,6 +327,9 @@ def test_ledger_pages_paginate_and_views_are_recorded(server: Server, new_page: 
     shot(page, "authorizations")
     page.goto(server.url + "/rules")
     assert page.locator("tr#SEC-6").count() == 1
+    sec6 = rules.get("SEC-6")
+    assert sec6 is not None and sec6.title in page.inner_text("tr#SEC-6")  # the reference `mailer rules` prints
+    assert sec6.satisfy in page.inner_text("tr#SEC-6")
     shot(page, "rules")
     assert "authorizations" in {v["page"] for v in access(server, "viewed")}
 

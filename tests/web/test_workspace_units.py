@@ -6,6 +6,7 @@ from __future__ import annotations
 import re
 from datetime import datetime
 from typing import Any
+from urllib.parse import urlsplit
 
 import pytest
 from hypothesis import given
@@ -14,6 +15,7 @@ from hypothesis import strategies as st
 from mailer.accounts.permissions import ROLES, Principal, allowed
 from mailer.campaigns import STATES
 from mailer.models import Campaign
+from mailer.web.guard import MAX_BODY
 from mailer.web.workspace.campaign_pages import ACTIONS, available_actions, next_runs
 from mailer.web.workspace.security import RateLimiter, csrf_ok
 
@@ -73,11 +75,17 @@ def test_unsubscribe_and_workspace_are_routed_apart(runtime_factory: Any) -> Non
     from mailer.web.server import build_app
 
     rt = runtime_factory(None)
-    both = TestClient(build_app(rt, "both"), follow_redirects=False)
+    public = "https://" + (urlsplit(rt.settings.unsubscribe.base_url).hostname or "")
+    both = TestClient(build_app(rt, "both"), base_url=public, follow_redirects=False)
     assert both.get("/healthz").text == "ok\n"
+    # beside the workspace, /u/ keeps its guard (mailer.web.guard): other hosts, big bodies, headers
+    other = TestClient(build_app(rt, "both"), base_url="https://evil.example", follow_redirects=False)
+    assert other.get("/u/nope").status_code == 400
+    big = both.post("/u/nope", content=b"x" * (MAX_BODY + 1))
+    assert big.status_code == 413 and big.headers["x-frame-options"] == "DENY"
     assert both.get("/").status_code == 303 and both.get("/").headers["location"] == "/login"
     assert both.get("/u/nope").status_code == 404 and "set-cookie" not in both.get("/u/nope").headers
-    only_unsub = TestClient(build_app(rt, "unsubscribe"), follow_redirects=False)
+    only_unsub = TestClient(build_app(rt, "unsubscribe"), base_url=public, follow_redirects=False)
     assert only_unsub.get("/login").status_code == 404
     only_ws = TestClient(build_app(rt, "workspace"), follow_redirects=False)
     assert only_ws.get("/healthz").status_code in (303, 404)

@@ -7,10 +7,7 @@ the encrypted elements (which describe clinical information) are never decrypted
 
 from __future__ import annotations
 
-import re
 from datetime import timedelta
-from functools import lru_cache
-from pathlib import Path
 
 from sqlalchemy import and_, func, select
 from starlette.responses import Response
@@ -110,35 +107,15 @@ def authorization_revoke(c: Ctx) -> Response:
     return redirect("/authorizations?done=revoked")
 
 
-_RULE = re.compile(r"\b((?:SEC|PHI|SPAM|MKT|AUTH|SEG|SEND|TLS|STD|BAA|DIS)-\d+[a-z]?)\b")
-
-
-@lru_cache(maxsize=1)
-def cited_rules() -> dict[str, list[str]]:
-    """Every rule ID the package's source cites, with the modules that cite it (the web's
-    stand-in for `mailer rules` until that reference ships in the package)."""
-    import mailer
-
-    root = Path(mailer.__file__).parent
-    found: dict[str, set[str]] = {}
-    for path in root.rglob("*.py"):
-        if "migrations" in path.parts:
-            continue
-        rel = str(path.relative_to(root.parent)).removesuffix(".py").replace("/", ".")
-        for rule in _RULE.findall(path.read_text(errors="replace")):
-            found.setdefault(rule, set()).add(rel)
-
-    def key(r: str) -> tuple[str, int, str]:
-        head, _, tail = r.partition("-")
-        num = re.match(r"\d+", tail)
-        return head, int(num.group()) if num else 0, tail
-
-    return {r: sorted(found[r]) for r in sorted(found, key=key)}
-
-
 @page()
 def rules_page(c: Ctx) -> Response:
-    return c.render("rules.html", rules=cited_rules())
+    """The rule reference `mailer rules` prints (mailer/rules/reference.toml), by family."""
+    from mailer import rules
+
+    by_family: dict[str, list[rules.Rule]] = {}
+    for rule in rules.load().values():
+        by_family.setdefault(rule.family, []).append(rule)
+    return c.render("rules.html", families=by_family)
 
 
 @page(Action.USERS_MANAGE)
