@@ -183,6 +183,18 @@ class AccountSettings(_Section):
     totp_issuer: str = "mailer"
 
 
+class WebSettings(_Section):
+    """The web workspace (issue 16): session lifetimes (SEC-3 automatic logoff), sign-in rate,
+    and where the create form finds template folders and segment files."""
+
+    idle_timeout: int = Field(default=15 * 60, ge=1, le=24 * 3600)  # seconds without a request
+    absolute_timeout: int = Field(default=8 * 3600, ge=60, le=7 * 24 * 3600)  # seconds after sign-in
+    signin_per_minute: int = Field(default=10, ge=1, le=1000)  # sign-in POSTs per client address
+    secure_cookies: Literal["auto", "always", "never"] = "auto"  # auto: Secure when the request is https
+    templates_dir: Path = Path("templates")
+    segments_dir: Path = Path("segments")
+
+
 class Settings(_Section):
     database: DatabaseSettings = DatabaseSettings()
     keys: KeySettings = KeySettings()
@@ -195,6 +207,7 @@ class Settings(_Section):
     dkim: DKIMSettings = DKIMSettings()
     bounces: BounceSettings = BounceSettings()
     accounts: AccountSettings = AccountSettings()
+    web: WebSettings = WebSettings()
     source: str = "<defaults>"
 
     @property
@@ -238,7 +251,8 @@ def load_settings(path: Path | str | None = None, env: Mapping[str, str] | None 
         source = str(p)
         base = p.parent
         for section, key in (("keys", "file"), ("smtp", "ca_file"), ("bounces", "tls_cert_file"),
-                             ("bounces", "tls_key_file"), ("bounces", "maildir"), ("bounces", "imap_ca_file")):
+                             ("bounces", "tls_key_file"), ("bounces", "maildir"), ("bounces", "imap_ca_file"),
+                             ("web", "templates_dir"), ("web", "segments_dir")):
             part = data.get(section, {})
             if isinstance(part, dict) and part.get(key) and not Path(part[key]).is_absolute():
                 part[key] = str(base / part[key])

@@ -55,6 +55,9 @@ connections = 4
 operated_by_covered_entity = true
 [unsubscribe]
 base_url = "https://riverside-imaging.example/u/"
+[web]
+templates_dir = "{ROOT / 'templates'}"
+segments_dir = "{ROOT / 'segments'}"
 """
     path = folder / "mailer.toml"
     path.write_text(text)
@@ -170,5 +173,8 @@ def run_demo(folder: Path, console: Console | None = None, *, extra_steps: Seque
     console.print(f"{stats.messages} message(s); one RCPT TO per transaction: {'yes' if stats.one_rcpt_each else 'NO'} "
                   f"(SEND-1); TLS before MAIL FROM: {'yes' if stats.tls_each else 'NO'} "
                   f"({', '.join(sorted(stats.tls_versions))}) (TLS-1)")
+    from mailer.web.workspace.demo import demo_accounts
+
+    demo_accounts(config, console)
     console.print(f"demo finished in {time.perf_counter() - started:.1f}s")
     return 0 if stats.messages and stats.one_rcpt_each and stats.tls_each else 1
