@@ -51,6 +51,23 @@ TRANSITIONS: dict[str, tuple[tuple[str, ...], str | None]] = {
     "next-run": (("sending", "done", "scheduled"), "scheduled"),
 }
 _T = Campaign.__table__  # type: ignore[attr-defined]
+#: status_reason prefix of a pause a run made itself (Ctrl-C, relay unreachable, login
+#: refused): sending the campaign again continues it; an operator's pause needs `resume`.
+RUN_STOPPED = "run stopped: "
+
+
+def stopped_by_run(campaign: Campaign) -> bool:
+    return campaign.status == "paused" and (campaign.status_reason or "").startswith(RUN_STOPPED)
+
+
+def display_status(status: str, reason: str, counts: dict[str, int]) -> str:
+    """The state people read: a run with failed rows is `done with failures`, and a
+    campaign with uncertain rows is never shown as `done`."""
+    if status == "done" and counts.get("uncertain"):
+        return f"incomplete: {counts['uncertain']} uncertain (see `mailer campaign resend --help`)"
+    if status == "done" and counts.get("failed"):
+        return f"done with failures ({counts['failed']} failed)"
+    return status + (f" ({reason})" if reason and status != "done" else "")
 
 
 def create(rt: Runtime, *, name: str, purpose: str, template: Path, segment: Path, author: str,

@@ -114,8 +114,9 @@ def build_report(ledger: Ledger, quarter: str, *, verify: bool = True) -> Quarte
     with ledger.engine.connect() as conn:
         kinds = conn.execute(select(_T.c.kind, _T.c.outcome, func.count()).where(*in_q)
                              .group_by(_T.c.kind, _T.c.outcome)).all()
-        rules = conn.execute(select(_T.c.kind, _T.c.rule_ids, func.count()).where(*in_q, _T.c.kind.in_((SKIP, REFUSAL)))
-                             .group_by(_T.c.kind, _T.c.rule_ids)).all()
+        rules = conn.execute(select(_T.c.kind, _T.c.rule_ids, _T.c.relay, func.count())
+                             .where(*in_q, _T.c.kind.in_((SKIP, REFUSAL)))
+                             .group_by(_T.c.kind, _T.c.rule_ids, _T.c.relay)).all()
         approvers = conn.execute(select(_T.c.actor, func.count()).where(*in_q, _T.c.kind == APPROVAL)
                                  .group_by(_T.c.actor)).all()
         per_campaign = conn.execute(select(_T.c.campaign_id, _T.c.kind, _T.c.outcome, func.count())
@@ -140,8 +141,10 @@ def build_report(ledger: Ledger, quarter: str, *, verify: bool = True) -> Quarte
     rep.contact_imports = rep.by_kind.get(CONTACT_IMPORT, 0)
     rep.data_exports = rep.by_kind.get(DATA_EXPORT, 0)
     rep.key_rotations = rep.by_kind.get(KEY_ROTATION, 0)
-    rep.skips_by_rule = _by_rule([(r, n) for k, r, n in rules if k == SKIP])
-    rep.refusals_by_rule = _by_rule([(r, n) for k, r, n in rules if k == REFUSAL])
+    rep.skips_by_rule = _by_rule([(r, n) for k, r, _relay, n in rules if k == SKIP])
+    # a refusal of the relay itself (TLS-1..3 at connect) names the relay it refused
+    rep.refusals_by_rule = _by_rule([(",".join(f"{x} relay {relay}" if relay else x for x in (r or "-").split(",")), n)
+                                     for k, r, relay, n in rules if k == REFUSAL])
     rep.approvers = {a or "-": n for a, n in approvers}
     lines: dict[int, CampaignLine] = {}
     for cid, kind, outcome, n in per_campaign:

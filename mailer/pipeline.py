@@ -45,6 +45,7 @@ from sqlalchemy import Engine
 from mailer.compose import Composer, OutboundMessage
 from mailer.crypto import Keyring, new_token
 from mailer.errors import (
+    AuthenticationError,
     MailerError,
     PermanentDeliveryError,
     TemporaryDeliveryError,
@@ -110,6 +111,8 @@ class Summary:
     paused_rules: tuple[str, ...] = ()
     elapsed: float = 0.0
     dry_run: bool = False
+    failures: dict[str, int] = field(default_factory=dict)  # reason (no PHI) -> count, for the report
+    interrupted: str = ""  # "SIGINT" / "SIGTERM": an operator stopped the run
 
     @property
     def skipped_total(self) -> int:
@@ -178,6 +181,12 @@ class Sender:
         self.progress = progress
         self.progress_seconds = progress_seconds
         self._fast: tuple[SendPlan, FastTemplate] | None = None
+        self._stop_run: Callable[[str], None] | None = None
+
+    def interrupt(self, signal_name: str) -> None:
+        """Ctrl-C / SIGTERM: stop claiming; in-flight messages finish and are recorded."""
+        if self._stop_run is not None:
+            self._stop_run(signal_name)
 
     # -- preparation (worker thread) ----------------------------------------------------
     def _prepare(self, plan: SendPlan, batch: Sequence[dq.Claimed],
@@ -354,6 +363,12 @@ class Sender:
                 db_wake.set()
                 prod_wake.set()
 
+        def interrupted(signal_name: str) -> None:
+            summary.interrupted = signal_name
+            pause(f"run stopped: interrupted ({signal_name})", ())
+
+        self._stop_run = interrupted
+
         async def producer() -> None:
             after = 0
             try:
@@ -436,6 +451,8 @@ class Sender:
             queue.put_nowait(it)
 
         def give_up(it: _Item, err: TransportError) -> None:
+            reason = " ".join(err.message.split())[:200]
+            summary.failures[reason] = summary.failures.get(reason, 0) + 1
             bounce = it.recipient_hash if isinstance(err, RecipientRejected) else None
             ev = self._event(plan, it, dq.FAILED, None, err, rules=("BNC-1",) if bounce else ())
             finish(dq.Outcome(it.claimed.delivery_id, dq.FAILED, ev, err.code, bounce_hash=bounce))
@@ -466,6 +483,10 @@ class Sender:
                     finish(dq.Outcome(it.claimed.delivery_id, dq.PENDING))
                     pause(err.message, err.rules or ("TLS-1",))
                     continue
+                except AuthenticationError as err:  # every message would fail alike: pause on the first
+                    finish(dq.Outcome(it.claimed.delivery_id, dq.PENDING))
+                    pause(err.message, err.rules or ("SEC-8",))
+                    continue
                 except TemporaryDeliveryError as err:
                     st["consecutive"] += 1
                     if st["consecutive"] >= opts.pause_after_failures:
@@ -495,6 +516,7 @@ class Sender:
         finally:
             if outcomes or skips:  # an error above: keep what is known
                 dq.commit_cycle(self.engine, self.ledger, outcomes=outcomes[:], skips=skips[:], statuses=statuses)
+            self._stop_run = None
             summary.elapsed = time.perf_counter() - started
             report(force=True)
         return summary

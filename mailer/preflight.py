@@ -9,6 +9,8 @@ Gates, each with its rule ID and the fix (rules.md):
     postal     SPAM-8  the center's postal address is set
     unsubscribe STD-3  the unsubscribe base URL is https and yields a valid one-click header
     tls        TLS-1   TLS is required (STARTTLS or implicit), certificates verified
+    login      SEC-8   a relay username comes with a non-empty password variable
+    connection SEC-8   (`check --connect` only) the relay answers, TLS and AUTH complete
     dkim       STD-4   a DKIM key is present when DKIM is enabled (a warning when disabled)
 
 `require` is what every send path calls (`sending.send`, the scheduler, the worker): it
@@ -195,6 +197,43 @@ def tls_gate(rt: Runtime) -> Gate:
     return _gate("tls", "TLS-1", refusals, f"{s.tls} required, certificates verified, TLS 1.2 minimum")
 
 
+def login_gate(rt: Runtime) -> Gate:
+    """SEC-8: a relay login with an empty password fails every message; say so by name now."""
+    s = rt.settings.smtp
+    if not s.username:
+        return Gate("login", "SEC-8", True, "no relay login configured")
+    refusals = []
+    if s.password() is None:
+        refusals.append(Refusal("SEC-8", f"smtp.username is set but the password variable {s.password_env} is empty "
+                                "or not set", f"export {s.password_env}=... in the sender's environment "
+                                "(or set smtp.password_env to the variable that holds it)"))
+    return _gate("login", "SEC-8", refusals, f"relay login as {s.username} (password from {s.password_env})")
+
+
+def connection_gate(rt: Runtime) -> Gate:
+    """The probe a send makes before claiming anyone: connect, TLS, AUTH (`check --connect`)."""
+    import asyncio
+
+    from mailer.errors import TransportError
+
+    transport = rt.transport()
+
+    async def go() -> str:
+        try:
+            return await transport.probe()
+        finally:
+            await transport.close()
+
+    try:
+        agreed = asyncio.run(go())
+    except TransportError as err:
+        rule = (err.rules or ("SEC-8",))[0]
+        return Gate("connection", rule, False, err.message,
+                    (Refusal(rule, err.message, err.hint or "check smtp.host, smtp.port and the network path"),))
+    return Gate("connection", "SEC-8", True, f"connected to {transport.relay}: {agreed}"
+                + (", login accepted" if transport.username else ""))
+
+
 def dkim_gate(rt: Runtime) -> Gate:
     d = rt.settings.dkim
     if not d.enabled:
@@ -209,7 +248,8 @@ def dkim_gate(rt: Runtime) -> Gate:
     return _gate("dkim", "STD-4", refusals, f"DKIM key present for {d.selector}._domainkey.{d.domain}")
 
 
-def evaluate(rt: Runtime, campaign: Campaign, *, at: datetime | None = None, count: bool = False) -> Report:
+def evaluate(rt: Runtime, campaign: Campaign, *, at: datetime | None = None, count: bool = False,
+             connect: bool = False) -> Report:
     """Every gate, whatever the others say (one report). `count` evaluates the audience (SEG-4)."""
     at = at or utcnow()
     report = Report(campaign.id or 0, campaign.status)
@@ -222,20 +262,25 @@ def evaluate(rt: Runtime, campaign: Campaign, *, at: datetime | None = None, cou
         _guard("postal", "SPAM-8", lambda: postal_gate(rt)),
         _guard("unsubscribe", "STD-3", lambda: unsubscribe_gate(rt)),
         _guard("tls", "TLS-1", lambda: tls_gate(rt)),
+        _guard("login", "SEC-8", lambda: login_gate(rt)),
         _guard("dkim", "STD-4", lambda: dkim_gate(rt)),
     ]
+    if connect:
+        report.gates.append(_guard("connection", "SEC-8", lambda: connection_gate(rt)))
     return report
 
 
-def check(rt: Runtime, campaign_id: int, *, actor: str | None = None, count: bool = True) -> Report:
-    """`mailer campaign check`: invalidate on changed content, then report every gate."""
+def check(rt: Runtime, campaign_id: int, *, actor: str | None = None, count: bool = True,
+          connect: bool = False) -> Report:
+    """`mailer campaign check`: invalidate on changed content, then report every gate
+    (`connect`: also open a connection to the relay, as a send does first)."""
     c = campaigns.invalidate_if_changed(rt, campaigns.get(rt, campaign_id), actor=actor)
-    return evaluate(rt, c, count=count)
+    return evaluate(rt, c, count=count, connect=connect)
 
 
 def require(rt: Runtime, campaign: Campaign, *, actor: str | None = None) -> None:
     """Raise ComplianceRefusal naming each failing gate's rule ID and fix."""
-    if campaign.status in ("paused", "cancelled"):
+    if campaign.status in ("paused", "cancelled") and not campaigns.stopped_by_run(campaign):
         raise StateError(f"campaign {campaign.id} is {campaign.status}",
                          hint="resume it first: mailer campaign resume ID" if campaign.status == "paused" else "")
     campaign = campaigns.invalidate_if_changed(rt, campaign, actor=actor)

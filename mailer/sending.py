@@ -17,9 +17,9 @@ from sqlalchemy import update
 
 from mailer import preflight as preflight_gates
 from mailer.authorizations import best_validity
-from mailer.campaigns import get, set_status
+from mailer.campaigns import RUN_STOPPED, get, set_status
 from mailer.db import writing
-from mailer.errors import ComplianceRefusal, StateError
+from mailer.errors import ComplianceRefusal, StateError, TLSPolicyError, TransportError
 from mailer.ledger import CAMPAIGN, REFUSAL, Event
 from mailer.models import Campaign, utcnow
 from mailer.personalize import Filled
@@ -171,12 +171,16 @@ async def send(rt: Runtime, campaign_id: int, *, transport: Any = None, actor: s
                preflight: Callable[[Runtime, Campaign], None] | None = None,
                statuses: Sequence[str] = (dq.PENDING,),
                dry_run: Path | None = None,
-               clock: Callable[[], datetime] | None = None) -> Summary:
+               clock: Callable[[], datetime] | None = None,
+               on_sender: Callable[[Sender], None] | None = None) -> Summary:
     """Send (or resume) a campaign run. Refusals raise ComplianceRefusal (exit 3).
 
     `statuses` picks the rows to claim: pending (send and resume), uncertain (the
     operator's `resend --uncertain`) or failed (`retry-failed`). `dry_run` writes one
     .eml per recipient into that folder instead of sending, and records nothing as sent.
+    `on_sender` receives the Sender before it runs (the CLI wires Ctrl-C to `interrupt`).
+    A campaign that a run paused itself (interrupted, relay unreachable: reason
+    "run stopped: ...") is continued by sending it again; an operator's pause is not.
     """
     campaign = get(rt, campaign_id)
     if campaign.status in ("done", "cancelled") and tuple(statuses) == (dq.PENDING,) and dry_run is None:
@@ -197,19 +201,57 @@ async def send(rt: Runtime, campaign_id: int, *, transport: Any = None, actor: s
                                 detail={"run": campaign.run, "written": summary.sent,
                                         "skipped": summary.skipped_total})])
         return summary
-    set_status(rt, campaign_id, "sending", actor=actor)
     transport = transport or rt.transport()
     sender = make_sender(rt, campaign_id, transport=transport, progress=progress, clock=clock,
                          template=prepared.template)
+    if on_sender is not None:
+        on_sender(sender)
     try:
+        failed_probe = await probe(transport)
+        if failed_probe is not None:  # nothing claimed: pause with the reason and the rule
+            summary = Summary(campaign_id, campaign.run, paused=failed_probe.message,
+                              paused_rules=failed_probe.rules or ("SEC-8",))
+            if isinstance(failed_probe, TLSPolicyError):
+                _relay_refused(rt, campaign_id, transport, summary, actor)
+            set_status(rt, campaign_id, "paused", RUN_STOPPED + failed_probe.message, actor=actor,
+                       rules=summary.paused_rules)
+            return summary
+        set_status(rt, campaign_id, "sending", actor=actor)
         summary = await sender.run(plan, statuses=statuses)
     finally:
         await transport.close()
+    if summary.paused and any(r.startswith("TLS") for r in summary.paused_rules):
+        _relay_refused(rt, campaign_id, transport, summary, actor)
     if summary.paused:
         if get(rt, campaign_id).status not in ("paused", "cancelled"):  # else an operator already set it
-            set_status(rt, campaign_id, "paused", summary.paused, actor=actor, rules=summary.paused_rules)
+            reason = summary.paused if summary.paused.startswith(RUN_STOPPED) else RUN_STOPPED + summary.paused
+            set_status(rt, campaign_id, "paused", reason, actor=actor, rules=summary.paused_rules)
     else:
         left = dq.counts(rt.engine, campaign_id, campaign.run)
         if not left.get(dq.PENDING) and not left.get(dq.CLAIMED):
-            set_status(rt, campaign_id, "done", actor=actor)
+            problems = ", ".join(f"{left[k]} {k}" for k in (dq.FAILED, dq.UNCERTAIN) if left.get(k))
+            set_status(rt, campaign_id, "done", f"with problems: {problems}" if problems else "", actor=actor)
     return summary
+
+
+def _relay_refused(rt: Runtime, campaign_id: int, transport: Any, summary: Summary, actor: str | None) -> None:
+    """A relay that failed a TLS rule is a refusal (counted by rule, relay named, in the
+    quarterly report), besides the campaign's pause."""
+    rt.ledger.append([Event(kind=REFUSAL, outcome="relay", campaign_id=campaign_id, actor=actor,
+                            relay=getattr(transport, "relay", None), rule_ids=summary.paused_rules,
+                            detail={"gate": "relay-tls", "reason": summary.paused[:200]})])
+
+
+async def probe(transport: Any) -> TransportError | None:
+    """One connection with TLS (and AUTH when configured) before anyone is claimed.
+
+    Returns the error that stops the run, or None. A transport without `probe` (a test
+    double) is taken as reachable."""
+    check = getattr(transport, "probe", None)
+    if check is None:
+        return None
+    try:
+        await check()
+    except TransportError as err:
+        return err
+    return None

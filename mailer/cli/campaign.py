@@ -7,10 +7,11 @@ from typing import Annotated
 
 import typer
 from rich.table import Table
+from rich.text import Text
 from sqlalchemy import select
 
 from mailer import approvals, campaigns, preflight, sending
-from mailer.cli.common import actor, new_app, out, print_json, runtime
+from mailer.cli.common import actor, check_format, new_app, out, print_json, runtime
 from mailer.errors import EXIT_REFUSED
 from mailer.models import Campaign
 from mailer.store import deliveries as dq
@@ -109,10 +110,12 @@ def reject(ctx: typer.Context, campaign_id: CampaignId,
 
 
 @campaign_app.command("check")
-def check(ctx: typer.Context, campaign_id: CampaignId, fmt: Format = "text") -> None:
+def check(ctx: typer.Context, campaign_id: CampaignId, fmt: Format = "text",
+          connect: Annotated[bool, typer.Option("--connect", help="Also connect to the relay (TLS and login), "
+                                                "as a send does before claiming anyone.")] = False) -> None:
     """Preflight: every gate with its rule ID and fix. Exit 3 while any gate fails."""
     rt = runtime(ctx)
-    report = preflight.check(rt, campaign_id, actor=actor(ctx))
+    report = preflight.check(rt, campaign_id, actor=actor(ctx), connect=connect)
     if fmt == "json":
         print_json(report.as_dict())
     else:
@@ -186,8 +189,9 @@ def freeze(ctx: typer.Context, campaign_id: Annotated[int, typer.Argument(help="
 @campaign_app.command("status")
 def status(ctx: typer.Context,
            campaign_id: Annotated[int | None, typer.Argument(help="Campaign id; all campaigns when omitted.")] = None,
-           fmt: Annotated[str, typer.Option("--format", help="text or json.")] = "text") -> None:
+           fmt: Format = "text") -> None:
     """Campaign state and per-recipient outcome counts."""
+    check_format(fmt)
     rt = runtime(ctx)
     t = Campaign.__table__  # type: ignore[attr-defined]
     q = select(t).order_by(t.c.id)
@@ -195,20 +199,38 @@ def status(ctx: typer.Context,
         q = q.where(t.c.id == campaign_id)
     with rt.engine.connect() as conn:
         rows = conn.execute(q).all()
+    if campaign_id is not None and not rows:
+        campaigns.get(rt, campaign_id)  # raises: does not exist
     tz = rt.settings.center.timezone
-    data = [{"id": r.id, "name": r.name, "purpose": r.purpose, "status": r.status, "reason": r.status_reason,
-             "author": r.author, "run": r.run, "schedule": r.schedule_cron or campaigns.display_time(r.schedule_at, tz),
-             "recipients": dq.counts(rt.engine, r.id)} for r in rows]
+    data = []
+    for r in rows:
+        counts = dq.counts(rt.engine, r.id)
+        data.append({"id": r.id, "name": r.name, "purpose": r.purpose, "status": r.status,
+                     "shown_status": campaigns.display_status(r.status, r.status_reason, counts),
+                     "reason": r.status_reason, "author": r.author, "run": r.run,
+                     "schedule": r.schedule_cron or campaigns.display_time(r.schedule_at, tz),
+                     "recipients": counts})
     if fmt == "json":
         print_json(data)
         return
-    table = Table()
+    if campaign_id is not None or (out.width or 80) < 100:
+        for d in data:  # a record view: every field on its own line, readable at 80 columns
+            lines = [f"campaign {d['id']}: {d['name']}", f"  purpose    {d['purpose']}",
+                     f"  status     {d['shown_status']}", f"  author     {d['author']}"]
+            if d["schedule"] or d["run"]:
+                lines.append(f"  schedule   {d['schedule']}" + (f" (run {d['run']})" if d["run"] else ""))
+            lines.append("  recipients " + (", ".join(f"{k} {v}" for k, v in sorted(d["recipients"].items()))
+                                            or "none yet (frozen when sending starts)"))
+            out.print("\n".join(lines), markup=False, emoji=False)
+        return
+    table = Table(box=None)
     for col in ("id", "name", "purpose", "status", "schedule", "recipients"):
-        table.add_column(col)
+        table.add_column(col, overflow="fold")
     for d in data:
-        table.add_row(str(d["id"]), d["name"], d["purpose"], d["status"] + (f" ({d['reason']})" if d["reason"] else ""),
-                      d["schedule"] + (f" run {d['run']}" if d["run"] else ""),
-                      ", ".join(f"{k} {v}" for k, v in sorted(d["recipients"].items())))
+        table.add_row(*(Text(str(x)) for x in (
+            d["id"], d["name"], d["purpose"], d["shown_status"],
+            d["schedule"] + (f" run {d['run']}" if d["run"] else ""),
+            ", ".join(f"{k} {v}" for k, v in sorted(d["recipients"].items())))))
     out.print(table)
 
 

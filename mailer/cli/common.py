@@ -7,7 +7,7 @@ import logging
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any
 
 import typer
 from rich.console import Console
@@ -96,6 +96,17 @@ def setup_logging(verbose: bool) -> None:
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(logging.INFO if verbose else logging.WARNING)
+
+
+FormatOpt = Annotated[str, typer.Option("--format", help="text or json.")]
+
+
+def check_format(fmt: str) -> None:
+    """One spelling for every reporting command: --format text|json."""
+    if fmt not in ("text", "json"):
+        from mailer.errors import InputError
+
+        raise InputError(f"format {fmt!r} is not supported", hint="--format text or --format json")
 
 
 def print_json(data: Any) -> None:
