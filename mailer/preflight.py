@@ -2,6 +2,7 @@
 
 Gates, each with its rule ID and the fix (rules.md):
     approval   SEC-6   a valid approval by someone other than the author, for the current hashes
+    files      SEC-6   (warning) files edited on disk since submission are a new version, not sent
     purpose    MKT-*   the classification's needs are met (third party named, matching scope)
     lint       PHI-*.. the template lint has no error that a reviewed waiver does not cover
     segment    SEG-*   the segment plan is allowed (and, with counts, SEG-4 has authorized contacts)
@@ -27,7 +28,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from mailer import approvals, campaigns, vendors
+from mailer import approvals, campaigns, snapshots, vendors
 from mailer.errors import ComplianceRefusal, MailerError, StateError
 from mailer.ledger import CAMPAIGN, REFUSAL, Event
 from mailer.models import Campaign, utcnow
@@ -101,7 +102,7 @@ def _guard(name: str, rule: str, fn: Callable[[], Gate]) -> Gate:
 
 def approval_gate(rt: Runtime, c: Campaign) -> Gate:
     a = approvals.latest(rt, c.id or 0)
-    refusals = approvals.approval_refusals(c, a, campaigns.current_hashes(c))
+    refusals = approvals.approval_refusals(c, a, campaigns.current_hashes(c, rt))
     return _gate("approval", "SEC-6", refusals,
                  f"approved by {a.reviewer} (approval {a.id}) for template {c.template_hash[:12]}, "
                  f"segment {c.segment_hash[:12]}" if a else "")
@@ -117,7 +118,7 @@ def purpose_gate(rt: Runtime, c: Campaign) -> Gate:
 
 
 def lint_gate(rt: Runtime, c: Campaign) -> Gate:
-    findings = approvals.lint_findings(rt, Path(c.template))
+    findings = approvals.lint_findings(rt, snapshots.source(rt, c).template)
     blocking = [f for f in findings if f.severity == ERROR and not f.waived]
     waived = sum(1 for f in findings if f.waived)
     refusals = []
@@ -135,10 +136,10 @@ def segment_gate(rt: Runtime, c: Campaign, *, count: bool) -> Gate:
     if count:
         from mailer.sending import check_segment
 
-        _plan, counts, refusals = check_segment(rt, Path(c.segment))
+        _plan, counts, refusals = check_segment(rt, snapshots.source(rt, c).segment)
         return _gate("segment", "SEG-1", refusals, f"segment {counts.segment}: {counts.matched} matched of "
                      f"{counts.considered} considered, {counts.suppressed} suppressed")
-    plan = plan_segment(load_segment(Path(c.segment), rt.settings.fields))
+    plan = plan_segment(load_segment(snapshots.source(rt, c).segment, rt.settings.fields))
     return _gate("segment", "SEG-1", list(plan.refusals), f"segment {plan.segment.name}: plan allowed "
                  "(SEG-4 counts are checked when the audience is frozen)")
 
@@ -195,6 +196,21 @@ def tls_gate(rt: Runtime) -> Gate:
     if s.ca_file is not None and not Path(s.ca_file).is_file():
         refusals.append(Refusal("TLS-3", "smtp.ca_file does not exist", "point smtp.ca_file at the relay's CA bundle"))
     return _gate("tls", "TLS-1", refusals, f"{s.tls} required, certificates verified, TLS 1.2 minimum")
+
+
+def files_gate(rt: Runtime, c: Campaign) -> Gate:
+    """SEC-6: the submitted content is what is sent; files edited on disk since are a new
+    version (a warning naming both hashes, never a silent change or a revoked approval)."""
+    if not snapshots.has_snapshot(rt, c):
+        return Gate("files", "SEC-6", True, "campaign made before content snapshots: the files on disk are used")
+    drifts = snapshots.drift(c)
+    edited = [d for d in drifts if d.on_disk is not None]
+    if not edited:
+        where = "; ".join(d.message(c.id or 0) for d in drifts) or "the files on disk match it"
+        return Gate("files", "SEC-6", True, f"sending the submitted content; {where}", severity=WARNING)
+    refusals = tuple(Refusal("SEC-6", d.message(c.id or 0), f"mailer campaign submit {c.id} (then a new approval), "
+                             "or restore the file") for d in edited)
+    return Gate("files", "SEC-6", False, "; ".join(r.reason for r in refusals), refusals, WARNING)
 
 
 def login_gate(rt: Runtime) -> Gate:
@@ -255,6 +271,7 @@ def evaluate(rt: Runtime, campaign: Campaign, *, at: datetime | None = None, cou
     report = Report(campaign.id or 0, campaign.status)
     report.gates = [
         _guard("approval", "SEC-6", lambda: approval_gate(rt, campaign)),
+        _guard("files", "SEC-6", lambda: files_gate(rt, campaign)),
         _guard("purpose", "MKT-1", lambda: purpose_gate(rt, campaign)),
         _guard("lint", "PHI-1", lambda: lint_gate(rt, campaign)),
         _guard("segment", "SEG-1", lambda: segment_gate(rt, campaign, count=count)),

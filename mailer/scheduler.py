@@ -261,7 +261,9 @@ def log_carry_over(rt: Runtime, campaign: Campaign, run: int, *, at: datetime | 
         return 0
     rows = contacts_by_id(rt.engine, gone)
     suppressed = suppressed_among(rt.engine, (r.email_hash for r in rows.values()))
-    plan = plan_segment(load_segment(Path(campaign.segment), rt.settings.fields))
+    from mailer.snapshots import source
+
+    plan = plan_segment(load_segment(source(rt, campaign).segment, rt.settings.fields))
     scope = plan.segment.scope if plan.requires_authorization else None
     # Decrypted only for the scope, and not for those already explained by an opt-out.
     judged = [c for c in gone if c in rows and rows[c].email_hash not in suppressed]

@@ -109,11 +109,14 @@ def check_segment(rt: Runtime, segment_path: Path, at: datetime | None = None) -
 
 def prepare(rt: Runtime, campaign: Campaign, *, actor: str | None = None, at: datetime | None = None) -> Prepared:
     """Compile the template, plan the segment, and freeze the audience once per run."""
-    template = compile_template(Path(campaign.template))
+    from mailer.snapshots import source
+
+    src = source(rt, campaign)  # the submitted content, whatever the current folder (SEC-6)
+    template = compile_template(src.template)
     if template.content_hash != campaign.template_hash:
         raise ComplianceRefusal([Refusal("SEC-6", f"campaign {campaign.id}: template changed since it was created",
                                          "re-submit the campaign for approval")])
-    seg_path = Path(campaign.segment)
+    seg_path = src.segment
     if segment_hash(seg_path.read_bytes()) != campaign.segment_hash:
         raise ComplianceRefusal([Refusal("SEC-6", f"campaign {campaign.id}: segment file changed since it was created",
                                          "re-submit the campaign for approval")])

@@ -12,7 +12,7 @@ from mailer.cli.app import app
 from mailer.errors import ComplianceRefusal
 from tests.helpers_workflow import AUTHOR, approved, create, write_config
 
-GATES = ["approval", "purpose", "lint", "segment", "relay", "postal", "unsubscribe", "tls", "login", "dkim"]
+GATES = ["approval", "files", "purpose", "lint", "segment", "relay", "postal", "unsubscribe", "tls", "login", "dkim"]
 
 
 def gates(report: preflight.Report) -> dict[str, preflight.Gate]:

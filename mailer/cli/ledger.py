@@ -209,7 +209,9 @@ def evidence(ctx: typer.Context,
     out.print(f"wrote {res.path}: {res.files} files, {res.entries} entries of campaign {campaign}, "
               f"chain {'intact' if res.verified else 'BROKEN'}; sha256 {res.sha256}; "
               f"recorded as ledger entry {res.seq}", markup=False)
-    if not res.verified:
+    for m in res.missing:
+        out.print(f"INCOMPLETE: missing {m}", markup=False)
+    if not res.complete:
         raise typer.Exit(EXIT_FAILURE)
 
 
