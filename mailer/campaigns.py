@@ -229,6 +229,14 @@ def local_time(text: str, tz: str) -> datetime:
     return value.astimezone(UTC).replace(tzinfo=None)
 
 
+def display_run(value: datetime | None, tz: str) -> str:
+    """A run time for people: weekday, wall clock and time zone, e.g. `Mon 2026-12-07 09:00 CST (America/Chicago)`."""
+    if value is None:
+        return "none"
+    local = value.replace(tzinfo=UTC).astimezone(ZoneInfo(tz))
+    return local.strftime("%a %Y-%m-%d %H:%M %Z") + (f" ({tz})" if tz not in ("UTC", local.strftime("%Z")) else "")
+
+
 def display_time(value: datetime | None, tz: str) -> str:
     """Naive UTC -> the center's wall clock, for people."""
     if value is None:

@@ -31,7 +31,7 @@ from mailer.ledger_query import Filters, entries, record
 from mailer.models import Approval
 from mailer.preview import render_preview
 from mailer.runtime import Runtime
-from mailer.templates import TEMPLATE_FILES, compile_template, content_hash
+from mailer.templates import compile_template, content_hash
 
 _AP = Approval.__table__  # type: ignore[attr-defined]
 _OUTCOMES = ("sent", "failed", "uncertain")  # a recipient's final send outcomes (deferred is an attempt)
@@ -152,7 +152,6 @@ def write_evidence(rt: Runtime, campaign_id: int, out: Path, *, actor: str | Non
         # template: hash, source, sample -- from the submitted content in the database,
         # never from the current folder (issue 15)
         from mailer import snapshots
-        from mailer.segments import segment_hash
 
         content = snapshots.stored(rt.engine, campaign_id, campaign.template_hash, campaign.segment_hash)
         legacy = content is None

@@ -87,6 +87,55 @@ def make_scheduler(rt: Runtime, *, misfire_grace: int = DEFAULT_MISFIRE_GRACE, t
     )
 
 
+_DAYS = ("sun", "mon", "tue", "wed", "thu", "fri", "sat")
+
+
+def _day(token: str) -> int:
+    t = token.strip().lower()
+    if t[:3] in _DAYS and len(t) >= 3:
+        return _DAYS.index(t[:3])
+    n = int(t)  # ValueError: not a day
+    if not 0 <= n <= 7:
+        raise ValueError(f"day of week {n} is out of range 0-7")
+    return n % 7
+
+
+def crontab_dow(field: str) -> str:
+    """A crontab(5) day-of-week field (0 or 7 = Sunday, 1 = Monday) as APScheduler day
+    names: APScheduler's own numbers start at Monday = 0, so `0 9 * * 1` would otherwise
+    fire on Tuesdays."""
+    if field.strip() == "*":
+        return "*"
+    days: set[int] = set()
+    for part in field.split(","):
+        rng, _, step_s = part.partition("/")
+        step = int(step_s) if step_s else 1
+        if step < 1:
+            raise ValueError(f"step {step} must be 1 or more")
+        if rng == "*":
+            lo, hi = 0, 6
+        elif "-" in rng:
+            a, b = rng.split("-", 1)
+            lo, hi = _day(a), _day(b)
+            if b.strip() == "7":
+                hi = 7
+            if hi < lo:
+                raise ValueError(f"day range {rng} runs backwards")
+        else:
+            lo = _day(rng)
+            hi = 6 if step_s else lo
+        days.update(d % 7 for d in range(lo, hi + 1, step))
+    return ",".join(_DAYS[d] for d in sorted(days))
+
+
+def crontab_to_apscheduler(cron: str) -> str:
+    fields = cron.split()
+    if len(fields) != 5:
+        raise ValueError(f"wrong number of fields; got {len(fields)}, expected 5")
+    fields[4] = crontab_dow(fields[4])
+    return " ".join(fields)
+
+
 def trigger_for(*, at: datetime | None, cron: str | None, tz: str) -> Any:
     """`at` is naive UTC; `cron` a five-field crontab in the center's time zone."""
     from apscheduler.triggers.cron import CronTrigger
@@ -94,10 +143,11 @@ def trigger_for(*, at: datetime | None, cron: str | None, tz: str) -> Any:
 
     if cron:
         try:
-            return CronTrigger.from_crontab(cron, timezone=ZoneInfo(tz))
+            return CronTrigger.from_crontab(crontab_to_apscheduler(cron), timezone=ZoneInfo(tz))
         except ValueError as err:
             raise InputError(f"cron expression {cron!r} is not valid: {err}",
-                             hint='five fields, e.g. "0 9 * * MON" (use day names: APScheduler counts MON as 0)') from None
+                             hint='five fields as in crontab(5), e.g. "0 9 * * 1" or "0 9 * * MON" '
+                             "(Mondays at 09:00, center time zone)") from None
     assert at is not None
     return DateTrigger(run_date=at.replace(tzinfo=UTC), timezone=ZoneInfo(tz))
 

@@ -161,6 +161,7 @@ def revoke_cmd(
         raise InputError("--at is in the future; a revocation takes effect when it is received",
                          rules=("AUTH-7",), hint="give the time the written revocation arrived")
     cid = resolve_contact(ctx, contact)
+    _known_scope(rt, cid, scope)
     ids = revoke(rt.engine, rt.ledger, contact_id=cid, scope=scope, at=when, actor=actor(ctx))
     if ids:
         out.print(f"revoked {len(ids)} authorization(s) of contact {cid} for scope {scope}: "
@@ -168,6 +169,24 @@ def revoke_cmd(
     else:
         out.print(f"no authorization of contact {cid} for scope {scope} to revoke; the revocation is recorded "
                   "in the ledger", markup=False)
+
+
+def _known_scope(rt: Any, contact_id: int, scope: str) -> None:
+    """A scope nobody knows is a typo, not a revocation: refuse (exit 2) listing the known
+    scopes and the ones this contact holds, so no authorization stays valid by mistake."""
+    from sqlalchemy import select
+
+    from mailer.authorizations import SCOPES
+    from mailer.models import Authorization
+
+    t = Authorization.__table__  # type: ignore[attr-defined]
+    with rt.engine.connect() as conn:
+        held = sorted({r[0] for r in conn.execute(select(t.c.scope).where(t.c.contact_id == contact_id))})
+    if scope in SCOPES or scope in held:
+        return
+    raise InputError(f"scope {scope!r} is unknown; nothing was revoked",
+                     hint=f"known scopes: {', '.join(SCOPES)}; contact {contact_id} holds: "
+                     f"{', '.join(held) or 'no authorizations'}")
 
 
 @auth_app.command("list")

@@ -134,7 +134,9 @@ def check(ctx: typer.Context, campaign_id: CampaignId, fmt: Format = "text",
 def schedule(
     ctx: typer.Context, campaign_id: CampaignId,
     at: Annotated[str | None, typer.Option(help="One-off send time, YYYY-MM-DD HH:MM in the center's time zone.")] = None,
-    cron: Annotated[str | None, typer.Option(help='Recurring, crontab in the center\'s time zone, e.g. "0 9 * * MON".')] = None,
+    cron: Annotated[str | None, typer.Option(help='Recurring, crontab(5) in the center\'s time zone, e.g. "0 9 * * 1" '
+                                             '(Mondays 09:00).')] = None,
+    fmt: Format = "text",
 ) -> None:
     """Schedule an approved campaign; `mailer worker` sends it, checking every gate again then."""
     from mailer import scheduler
@@ -144,7 +146,11 @@ def schedule(
     when = campaigns.local_time(at, tz) if at else None
     scheduler.schedule(rt, campaign_id, at=when, cron=cron, actor=actor(ctx))
     nxt = scheduler.next_run(rt, campaign_id)
-    out.print(f"campaign {campaign_id} scheduled; next run {campaigns.display_time(nxt, tz)}"
+    if fmt == "json":
+        print_json({"campaign": campaign_id, "status": "scheduled", "next_run": campaigns.display_run(nxt, tz),
+                    "next_run_utc": nxt.isoformat() + "Z" if nxt else None, "cron": cron, "timezone": tz})
+        return
+    out.print(f"campaign {campaign_id} scheduled; next run {campaigns.display_run(nxt, tz)}"
               + (f" (recurring: {cron})" if cron else ""), markup=False)
 
 
@@ -191,6 +197,8 @@ def status(ctx: typer.Context,
            campaign_id: Annotated[int | None, typer.Argument(help="Campaign id; all campaigns when omitted.")] = None,
            fmt: Format = "text") -> None:
     """Campaign state and per-recipient outcome counts."""
+    from mailer import scheduler
+
     check_format(fmt)
     rt = runtime(ctx)
     t = Campaign.__table__  # type: ignore[attr-defined]
@@ -208,7 +216,10 @@ def status(ctx: typer.Context,
         data.append({"id": r.id, "name": r.name, "purpose": r.purpose, "status": r.status,
                      "shown_status": campaigns.display_status(r.status, r.status_reason, counts),
                      "reason": r.status_reason, "author": r.author, "run": r.run,
-                     "schedule": r.schedule_cron or campaigns.display_time(r.schedule_at, tz),
+                     "schedule": r.schedule_cron or campaigns.display_run(r.schedule_at, tz) if (
+                         r.schedule_cron or r.schedule_at) else "",
+                     "next_run": campaigns.display_run(scheduler.next_run(rt, r.id), tz)
+                     if r.status == "scheduled" else None,
                      "recipients": counts})
     if fmt == "json":
         print_json(data)
@@ -219,6 +230,8 @@ def status(ctx: typer.Context,
                      f"  status     {d['shown_status']}", f"  author     {d['author']}"]
             if d["schedule"] or d["run"]:
                 lines.append(f"  schedule   {d['schedule']}" + (f" (run {d['run']})" if d["run"] else ""))
+            if d["next_run"]:
+                lines.append(f"  next run   {d['next_run']}")
             lines.append("  recipients " + (", ".join(f"{k} {v}" for k, v in sorted(d["recipients"].items()))
                                             or "none yet (frozen when sending starts)"))
             out.print("\n".join(lines), markup=False, emoji=False)
@@ -232,6 +245,26 @@ def status(ctx: typer.Context,
             d["schedule"] + (f" run {d['run']}" if d["run"] else ""),
             ", ".join(f"{k} {v}" for k, v in sorted(d["recipients"].items())))))
     out.print(table)
+
+
+@campaign_app.command("list")
+def list_cmd(ctx: typer.Context, fmt: Format = "text") -> None:
+    """Every campaign, one line each: id, status, name (details: `campaign status ID`)."""
+    check_format(fmt)
+    rt = runtime(ctx)
+    t = Campaign.__table__  # type: ignore[attr-defined]
+    with rt.engine.connect() as conn:
+        rows = conn.execute(select(t.c.id, t.c.name, t.c.purpose, t.c.status, t.c.status_reason).order_by(t.c.id)).all()
+    data = [{"id": r.id, "name": r.name, "purpose": r.purpose,
+             "status": campaigns.display_status(r.status, r.status_reason, dq.counts(rt.engine, r.id))} for r in rows]
+    if fmt == "json":
+        print_json(data)
+        return
+    if not data:
+        out.print("no campaigns yet; create one: mailer campaign create --help", markup=False)
+        return
+    for d in data:
+        out.print(f"{d['id']:>5}  {d['status'][:40]:<40}  {d['name']}", markup=False, emoji=False)
 
 
 def register(app: typer.Typer) -> None:

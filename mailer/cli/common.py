@@ -28,9 +28,11 @@ class State:
     actor: str | None = None
     _runtime: Runtime | None = field(default=None, repr=False)
 
+    initialising: bool = False
+
     def runtime(self) -> Runtime:
         if self._runtime is None:
-            self._runtime = Runtime(load_settings(self.config))
+            self._runtime = Runtime(load_settings(self.config), initialising=self.initialising)
         return self._runtime
 
 
@@ -82,6 +84,22 @@ class MailerGroup(TyperGroup):
         except MailerError as e:
             report_error(e)
             raise typer.Exit(e.exit_code) from None
+        except OSError as e:  # a file or folder this user cannot use: name it (exit 2)
+            if not e.filename:
+                raise
+            what = e.strerror or type(e).__name__
+            if isinstance(e, FileExistsError | NotADirectoryError):
+                what = f"{what} (a file is in the way of a folder on that path)"
+            err.print(f"error: {e.filename}: {what}", markup=False)
+            err.print("  fix: give this user access to that path, or point the setting at another one", markup=False)
+            raise typer.Exit(2) from None
+        except Exception as e:  # noqa: BLE001 - no traceback reaches a user; --verbose logs it
+            if type(e).__module__.split(".")[0] in ("typer", "click"):  # exits, usage errors, aborts
+                raise
+            logging.getLogger("mailer").info("unexpected error", exc_info=True)
+            err.print(f"error: unexpected {type(e).__name__} (a bug in mailer: please report it; "
+                      f"run with --verbose for details)", markup=False)
+            raise typer.Exit(1) from None
 
 
 def new_app(help_text: str) -> typer.Typer:

@@ -125,7 +125,7 @@ def show(ctx: typer.Context, campaign: CampaignOpt = None, contact: ContactOpt =
     rt = runtime(ctx)
     f = _filters(campaign, contact, kind, outcome, since, until)
     if fmt == "json":
-        got = []
+        got: list[Any] = []
         for r in entries(rt.ledger, f):
             if limit and len(got) >= limit:
                 break

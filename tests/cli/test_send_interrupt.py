@@ -22,7 +22,14 @@ from mailer import approvals, campaigns
 from mailer.store import deliveries as dq
 from tests.conftest import ROOT
 from tests.helpers_workflow import write_config
-from tests.test_send_support import CountingHandler, as_sink, bulk_contacts, newsletter, start_server, tls_server_context
+from tests.test_send_support import (
+    CountingHandler,
+    as_sink,
+    bulk_contacts,
+    newsletter,
+    start_server,
+    tls_server_context,
+)
 
 N = 40
 
