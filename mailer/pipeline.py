@@ -31,6 +31,7 @@ waits for it, so the same work took ~40% more CPU per message. Each slice is bou
 from __future__ import annotations
 
 import asyncio
+import os
 import random
 import time
 from collections import deque
@@ -531,14 +532,17 @@ class Sender:
         """
         summary = Summary(plan.campaign_id, plan.run, dry_run=True)
         started = time.perf_counter()
-        out_dir.mkdir(parents=True, exist_ok=True)
+        out_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
+        os.chmod(out_dir, 0o700)  # the .eml files hold addresses and names: private folder, private files
         for page in dq.iter_send_pages(self.engine, plan.campaign_id, plan.run, statuses=statuses):
             items, skips = self._prepare(plan, *self._ahead(page, dry_run=True))
             for s in skips:
                 key = ",".join(s.event.rule_ids) if s.event else "-"
                 summary.skipped[key] = summary.skipped.get(key, 0) + 1
             for it in items:
-                (out_dir / f"{it.claimed.delivery_id}.eml").write_bytes(it.message.data)
+                fd = os.open(out_dir / f"{it.claimed.delivery_id}.eml", os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+                with os.fdopen(fd, "wb") as fh:
+                    fh.write(it.message.data)
                 summary.sent += 1
             if self.progress:
                 summary.elapsed = time.perf_counter() - started

@@ -18,8 +18,10 @@ from mailer.errors import ComplianceRefusal, ImportRejected, MailerError
 from mailer.redact import RedactingFilter
 from mailer.runtime import Runtime
 
-out = Console(highlight=False, soft_wrap=True, width=None if sys.stdout.isatty() else 140)
-err = Console(stderr=True, highlight=False, soft_wrap=True)
+# User text (campaign names, file names, values in errors) is printed literally: no rich
+# markup, no emoji codes, so a name like "[/]" or ":x:" prints as typed and breaks nothing.
+out = Console(highlight=False, soft_wrap=True, width=None if sys.stdout.isatty() else 140, markup=False, emoji=False)
+err = Console(stderr=True, highlight=False, soft_wrap=True, markup=False, emoji=False)
 
 
 @dataclass
@@ -57,7 +59,9 @@ def actor(ctx: typer.Context, given: str | None = None) -> str:
 
 def report_error(e: MailerError) -> None:
     """One place that prints errors: message, rule IDs, the fix, never PHI."""
-    err.print(f"[bold red]error:[/] {e.message}", markup=True, highlight=False)
+    from rich.text import Text
+
+    err.print(Text.assemble(("error:", "bold red"), " ", e.message))
     if isinstance(e, ImportRejected):
         for p in e.problems[:200]:
             err.print(f"  {e.path}:{p.line}: {p.field}: {p.reason}", markup=False)

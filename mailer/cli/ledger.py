@@ -169,7 +169,11 @@ def export(ctx: typer.Context,
         sys.stdout.flush()
         return
     partial = out_file.with_name(out_file.name + ".partial")
-    with partial.open("w", encoding="utf-8", newline="") as fh:
+    import os
+
+    fd = os.open(partial, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)  # entries carry ids and hashes: private
+    os.chmod(partial, 0o600)
+    with os.fdopen(fd, "w", encoding="utf-8", newline="") as fh:
         res = do_export(rt.ledger, f, fmt, fh, actor=who, destination="file")
     partial.replace(out_file)
     out.print(f"exported {res.entries} entries to {out_file} (sha256 {res.sha256}); recorded as ledger entry {res.seq}",
