@@ -255,13 +255,18 @@ def dkim_gate(rt: Runtime) -> Gate:
     if not d.enabled:
         return Gate("dkim", "STD-4", False, "DKIM signing is disabled",
                     (Refusal("STD-4", "DKIM signing is disabled",
-                             "mailer init --dkim, publish the key, set dkim.enabled = true"),), WARNING)
+                             "mailer keys add-dkim --type rsa --type ed25519, publish what `mailer dkim` prints, set dkim.enabled = true"),), WARNING)
     refusals = []
     if not rt.keyring.dkim_private_pem:
-        refusals.append(Refusal("STD-4", "dkim.enabled but the key file holds no DKIM key", "mailer init --dkim"))
+        refusals.append(Refusal("STD-4", "dkim.enabled but the key file holds no DKIM key",
+                                "mailer keys add-dkim --type rsa --type ed25519, then publish what `mailer dkim` prints"))
     if not d.domain or not d.selector:
         refusals.append(Refusal("STD-4", "dkim.domain and dkim.selector must be set", "set both in [dkim]"))
-    return _gate("dkim", "STD-4", refusals, f"DKIM key present for {d.selector}._domainkey.{d.domain}")
+    from mailer.dkim import selectors
+
+    keys = ", ".join(f"{sel}._domainkey.{d.domain} ({kind})" for sel, kind, _ in
+                     selectors(rt.keyring.dkim_private_pem, d.selector)) if not refusals else ""
+    return _gate("dkim", "STD-4", refusals, f"DKIM keys: {keys}")
 
 
 def evaluate(rt: Runtime, campaign: Campaign, *, at: datetime | None = None, count: bool = False,

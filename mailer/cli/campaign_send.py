@@ -203,20 +203,3 @@ def resend(
 def retry_failed(ctx: typer.Context, campaign_id: Annotated[int, typer.Argument(help="Campaign id.")]) -> None:
     """Send again to the recipients whose delivery failed, and only to them (suppressions still apply)."""
     _report(ctx, run_send(ctx, campaign_id, statuses=(dq.FAILED,)))
-
-
-def register(app: typer.Typer) -> None:
-    """Commands join the `campaign` group that mailer.cli.campaign registers; `mailer dkim` prints the DNS record."""
-
-    @app.command("dkim")
-    def dkim_record(ctx: typer.Context) -> None:
-        """Print the DKIM TXT record to publish for the key in the key file (STD-4)."""
-        from mailer.dkim import dns_record
-
-        rt = runtime(ctx)
-        d = rt.settings.dkim
-        pem = rt.keyring.dkim_private_pem
-        if not pem:
-            raise InputError("the key file holds no DKIM key", hint="create one with `mailer init --dkim`")
-        name = f"{d.selector or '<selector>'}._domainkey.{d.domain or '<domain>'}"
-        out.print(f"{name} TXT \"{dns_record(pem)}\"", markup=False)
