@@ -392,9 +392,14 @@ class Worker:
                 sending.prepare(rt, c, actor=self.name)  # a fresh audience for this run
                 log_carry_over(rt, c, c.run)
             transport = self.transport_factory() if self.transport_factory else None
+            log.info("campaign %s run %s: starting%s", campaign_id, c.run, " (resuming)" if resume else "")
             summary = asyncio.run(sending.send(rt, campaign_id, actor=self.name, transport=transport))
-            log.info("campaign %s run %s: %s sent, %s skipped, %s failed", campaign_id, summary.run,
-                     summary.sent, summary.skipped_total, summary.failed)
+            state = campaigns.get(rt, campaign_id)
+            log.info("campaign %s run %s: finished, %s sent, %s skipped, %s failed, %s uncertain; status %s%s",
+                     campaign_id, summary.run, summary.sent, summary.skipped_total, summary.failed, summary.uncertain,
+                     state.status, f" ({summary.paused})" if summary.paused else "")
+            for reason, n in sorted(summary.failures.items(), key=lambda kv: -kv[1]):
+                log.info("campaign %s run %s: %s x %s", campaign_id, summary.run, n, reason)
         except ComplianceRefusal as err:
             rules = err.rules
             log.warning("campaign %s refused at fire time: %s", campaign_id, ", ".join(rules))

@@ -69,12 +69,19 @@ def import_cmd(
     ctx: typer.Context,
     file: Annotated[Path, typer.Argument(help="CSV: email, scope, the 164.508(c) elements and statements, dates.")],
     skip_invalid: Annotated[bool, typer.Option("--skip-invalid", help="Import the good rows; report the bad ones.")] = False,
+    fmt: Annotated[str, typer.Option("--format", help="text or json.")] = "text",
 ) -> None:
     """Import authorization records; each one is a ledger event. Re-importing a file adds nothing."""
+    from mailer.cli.common import check_format
     from mailer.store.auth_records import import_authorizations
 
+    check_format(fmt)
     rt = runtime(ctx)
     report = import_authorizations(rt.engine, rt.keyring, rt.ledger, file, skip_invalid=skip_invalid, actor=actor(ctx))
+    if fmt == "json":
+        print_json({"imported": report.imported, "unchanged": report.unchanged,
+                    "problems": [{"line": p.line, "field": p.field, "reason": p.reason} for p in report.problems]})
+        return
     out.print(f"imported {report.imported} authorization(s); {report.unchanged} already on file")
     for p in report.problems:
         out.print(f"  {file}:{p.line}: {p.field}: {p.reason}", markup=False)

@@ -29,23 +29,33 @@ def create(
     segment: Annotated[Path, typer.Option(help="Segment file, e.g. segments/newsletter.toml.")],
     purpose: Annotated[str | None, typer.Option(help="Defaults to the template's purpose.")] = None,
     third_party: Annotated[str | None, typer.Option(help="Sponsor of a paid campaign (MKT-3).")] = None,
+    fmt: Format = "text",
 ) -> None:
     """Create a draft campaign bound to the template and segment content hashes."""
+    check_format(fmt)
     rt = runtime(ctx)
     from mailer.templates import load_meta
 
     purpose = purpose or load_meta(template)["purpose"]
     c = campaigns.create(rt, name=name, purpose=purpose, template=template, segment=segment,
                          author=actor(ctx), third_party=third_party)
+    if fmt == "json":
+        print_json({"id": c.id, "status": c.status, "template_hash": c.template_hash, "segment_hash": c.segment_hash,
+                    "template": c.template, "segment": c.segment})
+        return
     out.print(f"campaign {c.id} created (draft): template {c.template_hash[:12]}, segment {c.segment_hash[:12]}")
     out.print(f"next: mailer campaign submit {c.id}", markup=False)
 
 
 @campaign_app.command("submit")
-def submit(ctx: typer.Context, campaign_id: CampaignId) -> None:
+def submit(ctx: typer.Context, campaign_id: CampaignId, fmt: Format = "text") -> None:
     """Hand the campaign to review, bound to the template and segment as they are now."""
+    check_format(fmt)
     rt = runtime(ctx)
     c = campaigns.submit(rt, campaign_id, actor=actor(ctx))
+    if fmt == "json":
+        print_json({"id": c.id, "status": c.status, "template_hash": c.template_hash, "segment_hash": c.segment_hash})
+        return
     out.print(f"campaign {c.id} submitted: template {c.template_hash[:12]}, segment {c.segment_hash[:12]}; "
               f"a reviewer other than {c.author} runs: mailer campaign approve {c.id}", markup=False)
 
@@ -263,8 +273,13 @@ def list_cmd(ctx: typer.Context, fmt: Format = "text") -> None:
     if not data:
         out.print("no campaigns yet; create one: mailer campaign create --help", markup=False)
         return
+    table = Table(box=None, pad_edge=False)
+    table.add_column("id", justify="right", no_wrap=True)
+    table.add_column("status", overflow="fold")
+    table.add_column("name", overflow="fold")
     for d in data:
-        out.print(f"{d['id']:>5}  {d['status'][:40]:<40}  {d['name']}", markup=False, emoji=False)
+        table.add_row(Text(str(d["id"])), Text(d["status"]), Text(d["name"]))
+    out.print(table)
 
 
 def register(app: typer.Typer) -> None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -20,7 +21,8 @@ from mailer.runtime import Runtime
 
 # User text (campaign names, file names, values in errors) is printed literally: no rich
 # markup, no emoji codes, so a name like "[/]" or ":x:" prints as typed and breaks nothing.
-out = Console(highlight=False, soft_wrap=True, width=None if sys.stdout.isatty() else 140, markup=False, emoji=False)
+out = Console(highlight=False, soft_wrap=True, markup=False, emoji=False,
+              width=None if sys.stdout.isatty() or os.environ.get("COLUMNS") else 140)
 err = Console(stderr=True, highlight=False, soft_wrap=True, markup=False, emoji=False)
 
 
@@ -79,8 +81,60 @@ def report_error(e: MailerError) -> None:
         err.print(f"  fix: {e.hint}", markup=False)
 
 
+#: The order `mailer --help` lists commands in: setup, data, content, campaigns, records, running.
+COMMAND_ORDER = ("init", "contacts", "authorizations", "segment", "lint", "preview", "campaign", "ledger",
+                 "keys", "dkim", "vendors", "worker", "serve", "sink", "rules", "demo")
+#: `mailer campaign --help`: the lifecycle first, then following and fixing a run.
+CAMPAIGN_ORDER = ("create", "submit", "review", "approve", "reject", "check", "send", "schedule", "list", "status",
+                  "pause", "resume", "cancel", "resend", "retry-failed", "freeze")
+_METAVARS = {"fmt": "text|json", "since": "DATE", "until": "DATE", "before": "DATE", "at": "TIME", "cron": "EXPR", "format": "text|json",
+             "quarter": "QUARTER", "campaign": "ID", "contact": "ID", "campaign_id": "ID", "limit": "N", "n": "N",
+             "out_file": "FILE", "config": "FILE", "file": "FILE", "template": "FOLDER", "segment": "FILE",
+             "dry_run": "FOLDER", "kind": "KIND", "outcome": "OUTCOME", "scope": "SCOPE", "types": "TYPE"}
+
+
+def _humanize(cmd: Any) -> None:
+    """Help shows words (ID, FILE, DATE, text|json), never Python type names like <int>."""
+    for p in getattr(cmd, "params", []):
+        if getattr(p, "is_flag", False) or getattr(p, "count", False):
+            continue
+        name = p.name or ""
+        word = _METAVARS.get(name) or name.upper()
+        if p.param_type_name == "argument":
+            p.metavar = word
+            p.display_type_rich = lambda ctx: None  # the name says it; no "<int>" after it
+        else:
+            p.metavar = word
+    for sub in getattr(cmd, "commands", {}).values():
+        _humanize(sub)
+
+
 class MailerGroup(TyperGroup):
-    """Maps MailerError to exit codes (2 input, 3 refused, 1 other) for every subcommand."""
+    """Maps MailerError to exit codes (2 input, 3 refused, 1 other) for every subcommand;
+    lists commands in a sensible order with their whole one-line description."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        _humanize(self)
+
+    def list_commands(self, ctx: Any) -> list[str]:
+        names = list(super().list_commands(ctx))
+        order = COMMAND_ORDER if "init" in names else CAMPAIGN_ORDER if "send" in names else ()
+        if order:
+            rank = {n: i for i, n in enumerate(order)}
+            names.sort(key=lambda n: (rank.get(n, len(rank)), n))
+        return names
+
+    def format_commands(self, ctx: Any, formatter: Any) -> None:
+        rows = []
+        for name in self.list_commands(ctx):
+            cmd = self.get_command(ctx, name)
+            if cmd is None or cmd.hidden:
+                continue
+            rows.append((name, cmd.get_short_help_str(limit=300)))
+        if rows:
+            with formatter.section("Commands"):
+                formatter.write_dl(rows)
 
     def invoke(self, ctx: Any) -> Any:
         try:
@@ -107,7 +161,7 @@ class MailerGroup(TyperGroup):
 
 
 def new_app(help_text: str) -> typer.Typer:
-    return typer.Typer(help=help_text, no_args_is_help=True, pretty_exceptions_enable=False,
+    return typer.Typer(cls=MailerGroup, help=help_text, no_args_is_help=True, pretty_exceptions_enable=False,
                        rich_markup_mode=None, add_completion=False)
 
 

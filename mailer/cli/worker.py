@@ -26,6 +26,12 @@ def register(app: typer.Typer) -> None:
         One worker per database holds the scheduler lock (PostgreSQL advisory lock, or a
         lock file beside the SQLite database); others wait for it. Stop with SIGTERM or Ctrl-C.
         """
+        import logging
+
+        # a worker says what it does: each campaign it starts and finishes, with a time
+        logging.getLogger("mailer.scheduler").setLevel(logging.INFO)
+        for handler in logging.getLogger().handlers:
+            handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
         rt = runtime(ctx)
         stop = threading.Event()
         for sig in (signal.SIGTERM, signal.SIGINT):
