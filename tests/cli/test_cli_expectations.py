@@ -125,3 +125,30 @@ def test_first_make_demo_says_it_is_installing(tmp_path: Path) -> None:
     res = subprocess.run(["make", "-n", "demo", f"VENV={tmp_path}/venv"], cwd=ROOT, capture_output=True, text=True)
     assert res.returncode == 0
     assert "installing dependencies" in res.stdout
+
+
+def test_the_send_bar_shows_counts_eta_and_the_freeze(mailer, sink, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    import io
+
+    from rich.console import Console
+
+    import mailer.cli.campaign_send as cs
+
+    assert mailer("init").exit_code == 0
+    assert mailer("contacts", "import", str(ROOT / "examples/contacts.csv")).exit_code == 0
+    made = json.loads(mailer("campaign", "create", "--name", "N", "--template", str(ROOT / "templates/newsletter"),
+                             "--segment", str(ROOT / "segments/newsletter.toml"), "--format", "json",
+                             actor="marketer").stdout)
+    cid = str(made["id"])
+    assert mailer("campaign", "submit", cid, actor="marketer").exit_code == 0
+    assert mailer("campaign", "approve", cid, actor="reviewer").exit_code == 0
+    screen = io.StringIO()
+    term = Console(file=screen, force_terminal=True, width=120, markup=False, emoji=False)
+    monkeypatch.setattr(cs, "out", term)
+    res = mailer("campaign", "send", cid)
+    assert res.exit_code == 0, res.output
+    shown = re.sub(r"\x1b\[[0-9;?]*[A-Za-z]", "", screen.getvalue())
+    assert "checking gates and freezing the audience" in shown
+    n = len(sink.messages)
+    assert re.search(rf"sending .*\b{n}/{n}\b", shown), shown[-2000:]
+    assert "-:--:--" in shown or "0:00:0" in shown  # the ETA column
