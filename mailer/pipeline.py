@@ -183,9 +183,12 @@ class Sender:
         self.progress_seconds = progress_seconds
         self._fast: tuple[SendPlan, FastTemplate] | None = None
         self._stop_run: Callable[[str], None] | None = None
+        self._interrupted = ""
 
     def interrupt(self, signal_name: str) -> None:
-        """Ctrl-C / SIGTERM: stop claiming; in-flight messages finish and are recorded."""
+        """Ctrl-C / SIGTERM: stop claiming; in-flight messages finish and are recorded
+        (before the run starts: it stops as soon as it does, having claimed nobody)."""
+        self._interrupted = self._interrupted or signal_name
         if self._stop_run is not None:
             self._stop_run(signal_name)
 
@@ -369,6 +372,8 @@ class Sender:
             pause(f"run stopped: interrupted ({signal_name})", ())
 
         self._stop_run = interrupted
+        if self._interrupted:
+            interrupted(self._interrupted)
 
         async def producer() -> None:
             after = 0

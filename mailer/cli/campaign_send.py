@@ -93,8 +93,13 @@ async def _send_with_signals(rt: Any, campaign_id: int, **kwargs: Any) -> Summar
             installed.append(num)
         except (NotImplementedError, RuntimeError, ValueError):  # not the main thread, or Windows
             pass
+    def got_sender(sender: Any) -> None:
+        senders.append(sender)
+        if caught:  # Ctrl-C while the gates were checked: stop before claiming anyone
+            sender.interrupt(caught[0])
+
     try:
-        summary = await sending.send(rt, campaign_id, on_sender=senders.append, **kwargs)
+        summary = await sending.send(rt, campaign_id, on_sender=got_sender, **kwargs)
     finally:
         for num in installed:
             loop.remove_signal_handler(num)
