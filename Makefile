@@ -9,6 +9,7 @@ STAMP  := $(VENV)/.installed-stamp
 venv: $(STAMP)
 
 $(STAMP): pyproject.toml
+	@echo "installing dependencies into $(VENV) (first run, or pyproject.toml changed; about a minute)..."
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	@$(PY) -m pip install --quiet --disable-pip-version-check --upgrade pip
 	@$(PY) -m pip install --quiet --disable-pip-version-check -e '.[dev]'

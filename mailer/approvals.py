@@ -16,7 +16,7 @@ from typing import Any
 
 from sqlalchemy import select
 
-from mailer import campaigns
+from mailer import campaigns, snapshots
 from mailer.accounts.permissions import Action, require
 from mailer.classify import Classification, classify, from_campaign, scope_refusals
 from mailer.db import writing
@@ -76,8 +76,9 @@ def classification_of(rt: Runtime, campaign: Campaign) -> tuple[Classification, 
     from mailer.segments import load_segment, plan_segment
     from mailer.templates import load_meta
 
-    plan = plan_segment(load_segment(Path(campaign.segment), rt.settings.fields))
-    meta = load_meta(Path(campaign.template))
+    src = snapshots.source(rt, campaign)
+    plan = plan_segment(load_segment(src.segment, rt.settings.fields))
+    meta = load_meta(src.template)
     c = classify(from_campaign(campaign.purpose, third_party=campaign.third_party or plan.segment.third_party,
                                segment_scope=plan.segment.scope, targets_condition=bool(plan.clinical_fields),
                                sponsor=meta.get("sponsor")))
@@ -91,10 +92,11 @@ def review(rt: Runtime, campaign: Campaign, *, count: bool = True) -> ReviewPack
     """Build the review packet from the files as they are now."""
     from mailer.sending import check_segment
 
-    th, sh = campaigns.current_hashes(campaign)
+    th, sh = campaigns.current_hashes(campaign, rt)
+    src = snapshots.source(rt, campaign)
     cls, refusals = classification_of(rt, campaign)
     packet = ReviewPacket(campaign.id or 0, campaign.author, campaign.purpose, campaign.third_party, th, sh, cls)
-    for f in lint_findings(rt, Path(campaign.template)):
+    for f in lint_findings(rt, src.template):
         if f.waived:
             packet.waivers.append(_finding_dict(f))
         elif f.severity == "error":
@@ -107,7 +109,7 @@ def review(rt: Runtime, campaign: Campaign, *, count: bool = True) -> ReviewPack
         refusals.append(Refusal(rule, f"template lint: {', '.join(codes)}",
                                 f"fix the template (mailer lint {campaign.template}) or record a reviewed waiver"))
     if count:
-        _plan, counts, seg_refusals = check_segment(rt, Path(campaign.segment))
+        _plan, counts, seg_refusals = check_segment(rt, src.segment)
         data = counts.as_dict()
         data.pop("refusals", None)
         packet.segment_counts = data
@@ -185,7 +187,7 @@ def reject(rt: Runtime, campaign_id: int, *, reviewer: str, reason: str) -> Appr
     """Send a submitted campaign back to draft with the reviewer's reason (no PHI, please)."""
     _signed_in_as(rt, reviewer, Action.CAMPAIGN_REJECT)
     c = campaigns.get(rt, campaign_id)
-    th, sh = campaigns.current_hashes(c)
+    th, sh = campaigns.current_hashes(c, rt)
     with writing(rt.engine) as conn:
         campaigns.transition_in(rt, conn, campaign_id, "reject", actor=reviewer, reason=reason)
         aid = conn.execute(_A.insert().values(
