@@ -62,6 +62,9 @@ class LintSettings:
     center_website: str = ""
     sender_domains: tuple[str, ...] = ()
     clinical_fields: tuple[str, ...] = CLINICAL_WORDS
+    center_name: str = ""
+    staff_names: tuple[str, ...] = ()  # staff physicians named in config: never patient identifiers
+    configured: bool = True  # False when no config was found: the center's identity is unknown
 
 
 def from_app_settings(settings: Any) -> LintSettings:
