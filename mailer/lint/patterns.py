@@ -9,6 +9,7 @@ the pattern class, never the matched text.
 
 from __future__ import annotations
 
+import bisect
 import re
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -16,6 +17,8 @@ from datetime import date
 from functools import lru_cache
 from urllib.parse import urlsplit
 
+from mailer.lint.detect import identifier_hits, name_hits, phone_hits
+from mailer.lint.normalize import fold_map, origin
 from mailer.lint.settings import LintSettings
 
 
@@ -152,14 +155,25 @@ _PATIENT_DATE_CONTEXT = re.compile(
     r"|your\s+(?:last\s+|recent\s+|previous\s+)?(?:visit|exam|scan|mri|ct|x-?ray|mammogram|"
     r"ultrasound|procedure|appointment|test|biopsy|results?)"
     r"|(?:scan|scanned|exam|examined|seen|imaged|treated|tested)\s+on"
-    r"|admi(?:t|tted|ssion)\b|discharg\w*|died|death|deceased|passed\s+away)",
+    r"|admi(?:t|tted|ssion)\b|discharg\w*|died|death|deceased|passed\s+away"
+    r"|naci(?:ó|o|miento|da|do)|su\s+(?:visita|cita|estudio|resonancia|tomograf[íi]a|mamograf[íi]a|ecograf[íi]a|examen)"
+    r"|visita\s+del|atendid[oa]|fecha\s+de\s+(?:nacimiento|servicio))",
+    re.IGNORECASE,
+)
+# A public place named before a street address: an event venue, not a patient's home (issue 13).
+_VENUE_CONTEXT = re.compile(
+    r"\b(?:where|location|venue|held\s+at|join\s+us\s+at|at\s+the|library|ymca|ywca|church|school|community"
+    r"|center|centre|hall|park|museum|auditorium|hotel|pharmacy|store|market|office|building|campus"
+    r"|d[oó]nde|lugar|en\s+el|en\s+la|biblioteca|centro|iglesia|escuela|parque|sal[oó]n|feria|charla|evento)\b",
     re.IGNORECASE,
 )
 _EVENT_DATE_CONTEXT = re.compile(
     r"\b(?:events?|open\s+house|starting|starts?|begin\w*|hours|open(?:ing|s)?|closed|closing|"
     r"holiday|webinar|seminar|class|workshop|fair|join\s+us|register|rsvp|until|through|"
     r"effective|founded|established|since|launch\w*|deadline|season|weekend|saturday|"
-    r"sunday|monday|tuesday|wednesday|thursday|friday)\b",
+    r"sunday|monday|tuesday|wednesday|thursday|friday"
+    r"|cerra\w*|abri\w*|horario|feria|charla|evento|clase|taller|desde|hasta|a\s+partir|s[áa]bado|domingo|lunes"
+    r"|martes|mi[ée]rcoles|jueves|viernes|fundad[oa]|inscr[íi]base|v[áa]lid[oa])\b",
     re.IGNORECASE,
 )
 
@@ -270,7 +284,8 @@ def _digit_hits(text: str, pos: int, allow: _Allow, probe: list[int]) -> Iterato
             hit = Hit("PHI502", start, end, "age over 89")
         elif kind == "street":
             own = bool(allow.address) and _norm(token) in allow.address
-            hit = None if own else Hit("PHI316", start, end, "street address")
+            venue = _VENUE_CONTEXT.search(text[max(0, start - 160) : start])
+            hit = None if own or venue else Hit("PHI316", start, end, "street address")
         else:  # zip: only after a two-letter state, and not the center's own
             hit = None
             if _STATE_BEFORE.search(text[max(0, start - 5) : start]):
@@ -391,6 +406,28 @@ def scan(
     text: str, settings: LintSettings, *, names: bool = True, low: str | None = None,
     pos: int = 0, probe: list[int] | None = None,
 ) -> list[Hit]:
+    """Every Safe Harbor hit in TEXT[POS:], on normalised text (issue 13), positions in TEXT.
+
+    The text is folded first (NFKC, invisible characters removed, confusables folded:
+    mailer.lint.normalize), so "MRN\u200b 123..." or a Cyrillic letter hides nothing.
+    """
+    folded, offsets = fold_map(text)
+    if offsets is None:
+        return _scan(text, settings, names=names, low=low, pos=pos, probe=probe)
+    fpos = bisect.bisect_left(offsets, pos) if pos else 0
+    inner: list[int] = []
+    hits = _scan(folded, settings, names=names, pos=fpos, probe=inner)
+    if probe is not None:
+        probe.extend(origin(offsets, p, len(text)) for p in inner)
+    n = len(text)
+    return [Hit(h.code, origin(offsets, h.start, n), origin(offsets, h.end - 1, n) + 1 if h.end else 0, h.what)
+            for h in hits]
+
+
+def _scan(
+    text: str, settings: LintSettings, *, names: bool = True, low: str | None = None,
+    pos: int = 0, probe: list[int] | None = None,
+) -> list[Hit]:
     """Every Safe Harbor hit in TEXT[POS:], the center's own phone, address and domains excepted.
 
     TEXT[:POS] is context only: patterns look back into it (a "born" before a date) but
@@ -422,8 +459,14 @@ def scan(
         hits.extend(Hit("PHI313", m.start(), m.end(), "IP address") for m in _IPV6_RE.finditer(text, pos))
     if "county" in low:
         hits.extend(_county_hits(text, low, pos, probe))
-    if names and ("Dear" in text or "Hi" in text or "Hello" in text):
-        hits.extend(_greeting_hits(text, pos))
+    for code, start, end, what in identifier_hits(text, settings):
+        probe.append(max(0, start - 70))
+        hits.append(Hit(code, start, end, what))
+    for code, start, end, what in phone_hits(text, allow.phone):
+        probe.append(start)
+        hits.append(Hit(code, start, end, what))
+    if names:
+        hits.extend(Hit(code, start, end, what) for code, start, end, what in name_hits(text, settings))
     return _dedupe([h for h in hits if h.start >= pos] if pos else hits)
 
 

@@ -433,6 +433,11 @@ class _Walker:
                 self.report("PHI103", node, "get", f"'{base.root}.get()' with a computed key cannot be verified")
                 return BAD
             origin = self.member(base, callee.attr, callee, "attribute")
+        elif isinstance(callee, nodes.Name) and callee.name == "namespace" and self.lookup("namespace") is None:
+            # namespace(...) only makes a local holder; its attributes are followed by
+            # mailer.lint.flow (issue 13). The bare global stays a gadget (PHI104).
+            self._args(node)
+            return LOCAL
         else:
             origin = self.expr(callee)
             if origin.kind == "ns":

@@ -1,0 +1,173 @@
+"""Second-generation detectors (issue 13), English and Spanish, on normalised text.
+
+Shared by the template lint and the send-time check (through `patterns.scan`):
+
+- `identifier_hits`: identifying numbers the first lint missed: accession, encounter,
+  claim, group and case numbers, MR#, Spanish record words, DICOM UIDs, SSNs written with
+  spaces or dots, IPv6 addresses (validated by `ipaddress`), phone numbers in any common
+  form (found and validated by `phonenumbers`), Spanish dates of birth or service, and
+  ages over 89 written as "at 93" or "de 93 años";
+- `name_hits`: a person's name in literal text, found by its context (a greeting, "our
+  patient", "paciente"), accented names included; the center's name and its staff from
+  the config are never a patient's;
+
+A hit names the pattern class, never the matched text.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import re
+from collections.abc import Iterator
+from functools import lru_cache
+
+from mailer.lint.settings import LintSettings
+
+# A capitalised word, accents and apostrophes allowed (José, Núñez, O'Brien, Ángela).
+_CAP = r"[A-ZÁÉÍÓÚÑÜÀÈÌÒÙÇ][a-záéíóúñüàèìòùçäëïöâêîôû'’-]+"
+_NAME = rf"{_CAP}(?:\s+(?:[A-Z]\.|{_CAP}|(?:de|del|la|van|von|da|di)\s+{_CAP})){{0,3}}"
+
+# -- identifying numbers ---------------------------------------------------------------------
+_CODE = r"(?=[A-Za-z0-9.-]*\d)[A-Za-z0-9][A-Za-z0-9.-]{3,}"
+_LABEL = r"(?:\s*(?:id\b|#|no\b\.?|n[ºo°]\.?|number\b|n[úu]mero\b|code\b|c[óo]digo\b))?\s*[:#]?\s*"
+_ID_RE = re.compile(
+    r"(?i)(?<![\w])(?:"
+    r"(?P<mr>mr\s*#|mr\s+number|medical\s+record|expediente|historia\s+cl[íi]nica|n[úu]mero\s+de\s+paciente)"
+    r"|(?P<acc>accession|acc\s*#|encounter|claim|group|case|study|estudio|caso|reclamo|reclamaci[óo]n|grupo|folio|afiliado|p[óo]liza)"
+    r"|(?P<ref>personal\s+code|referral\s+code|access\s+code|reference|confirmation|c[óo]digo\s+personal|referencia)"
+    r")" + _LABEL + r"(?:de\s+\w+\s+)?(?P<code>" + _CODE + r")"
+)
+_DICOM_RE = re.compile(r"(?<![\w.])[012](?:\.(?:0|[1-9]\d*)){5,}(?![\w.]*\d)")
+_SSN_SPACED = re.compile(r"(?<![\w.-])(\d{3})[ .](\d{2})[ .](\d{4})(?![\w-]|\.\d)")
+_IPV6_CAND = re.compile(r"(?<![\w:.])[0-9A-Fa-f]{0,4}(?::[0-9A-Fa-f]{0,4}){2,7}(?:%\w+)?(?![\w:])")
+_SEVEN_DIGITS = re.compile(r"\d(?:\D{0,2}\d){6}")
+_MONTHS_ES = ("enero", "febrero", "marzo", "abril", "mayo", "junio", "julio", "agosto", "septiembre",
+              "setiembre", "octubre", "noviembre", "diciembre")
+_ES_DATE = re.compile(r"(?i)\b(\d{1,2})\s+de\s+(" + "|".join(_MONTHS_ES) + r")(?:\s+(?:de|del)\s+(\d{4}))?\b")
+_ES_PATIENT_CONTEXT = re.compile(
+    r"(?i)\b(?:naci(?:ó|o|miento|da|do)|fecha\s+de\s+(?:nacimiento|servicio|su\s+visita)|su\s+(?:visita|cita|"
+    r"estudio|resonancia|tomograf[íi]a|mamograf[íi]a|ecograf[íi]a|radiograf[íi]a|examen|biopsia|prueba)|"
+    r"realiz(?:arse|ó|o)\s+su|visita\s+del|atendid[oa]|ingres[óo]|alta\s+el|falleci[óo])\b"
+)
+_AGE_RE = re.compile(
+    r"(?i)(?:\b(?:at|aged?)\s+(?P<en>9\d|1[0-4]\d)(?=\s*(?:,|years?\b|yrs?\b|\)))"
+    r"|\b(?P<pre>\w+\s+)?de\s+(?P<es>9\d|1[0-4]\d)\s+años\b)"
+)
+_POPULATION = frozenset({"mayores", "más", "mas", "menores", "encima", "partir"})
+
+
+def identifier_hits(text: str, settings: LintSettings) -> Iterator[tuple[str, int, int, str]]:
+    """(code, start, end, what) for the identifying numbers listed in the module doc."""
+    for m in _ID_RE.finditer(text):
+        code = m.group("code").rstrip(".-")
+        if sum(c.isdigit() for c in code) < 4 or _DICOM_RE.fullmatch(code):
+            continue
+        if m.group("mr"):
+            yield "PHI306", m.start(), m.end(), "medical record number"
+        elif m.group("acc"):
+            yield "PHI320", m.start(), m.end(), "identifying number (accession, encounter, claim, group or case)"
+        else:
+            yield "PHI321", m.start(), m.end(), "personal or reference code"
+    if "." in text:
+        for m in _DICOM_RE.finditer(text):
+            if len(m.group()) >= 16:
+                yield "PHI320", m.start(), m.end(), "DICOM UID"
+    for m in _SSN_SPACED.finditer(text):
+        a, b, c = m.groups()
+        if not (a in ("000", "666") or a[0] == "9" or b == "00" or c == "0000"):
+            yield "PHI305", m.start(), m.end(), "social security number"
+    if text.count(":") >= 2:
+        for m in _IPV6_CAND.finditer(text):
+            cand = m.group()
+            if cand.count(":") < 2 or not re.search(r"[0-9A-Fa-f]", cand):
+                continue
+            try:
+                ip = ipaddress.ip_address(cand.split("%")[0])
+            except ValueError:
+                continue
+            if ip.version == 6 and not ip.is_unspecified:
+                yield "PHI313", m.start(), m.end(), "IP address"
+    if "de " in text:
+        for m in _ES_DATE.finditer(text):
+            window = text[max(0, m.start() - 70): m.start()] + " " + text[m.end(): m.end() + 30]
+            if _ES_PATIENT_CONTEXT.search(window):
+                yield "PHI501", m.start(), m.end(), "date of birth or service"
+    for m in _AGE_RE.finditer(text):
+        if m.group("es") and (m.group("pre") or "").strip().lower() in _POPULATION:
+            continue
+        yield "PHI502", m.start(), m.end(), "age over 89"
+
+
+def phone_hits(text: str, center_digits: str) -> Iterator[tuple[str, int, int, str]]:
+    """Phone numbers in any common US form, found and validated by `phonenumbers`."""
+    if not _SEVEN_DIGITS.search(text):
+        return
+    import phonenumbers
+
+    for m in phonenumbers.PhoneNumberMatcher(text, "US", leniency=phonenumbers.Leniency.VALID):
+        national = str(m.number.national_number)
+        if center_digits and national[-10:] == center_digits[-10:]:
+            continue
+        if len(national) < 10:
+            continue
+        if national[:3] in ("800", "888", "877", "866", "855", "844", "833"):
+            yield "PHI302", m.start, m.end, "toll-free number"
+        else:
+            yield "PHI301", m.start, m.end, "phone number"
+
+
+# -- person names ----------------------------------------------------------------------------
+_GREETING = re.compile(
+    r"(?:^|(?<=[\s>(]))(?P<g>Dear|Hi|Hello|Hey|Hola|Estimad[oa]s?|Querid[oa]s?|Buen[oa]s\s+(?:d[íi]as|tardes))"
+    rf"[ \t]+(?P<name>{_NAME})(?P<after>[ \t]*(?:[,:!]|$|\n|[ \t]+[a-záéíóúñ]+))",
+    re.MULTILINE,
+)
+_PATIENT_CUE = re.compile(
+    r"(?i)\b(?:(?:our|a|longtime|former|the)\s+patients?|patient|nuestr[oa]\s+paciente|paciente|survivor|sobreviviente"
+    r"|prepared\s+for|preparado\s+para|on\s+behalf\s+of)[ \t]*,?[ \t]+"
+    rf"(?=[A-ZÁÉÍÓÚÑ])(?-i:(?P<name>{_NAME}))"
+)
+_GROUP_WORDS = frozenset(
+    """friend friends patient patients neighbor neighbors neighbour neighbours member members valued customer
+    customers reader readers sir madam colleague colleagues community all everyone everybody parent parents
+    family families there team subscriber subscribers client clients guest guests folks partner partners doctor
+    doctors provider providers residents resident women men moms dads seniors neighborhood neighbourhood
+    amigos amigas amigo amiga vecinos vecinas vecino vecina pacientes paciente comunidad familia familias todos
+    todas señor señora señores socios socias miembros lectores lectoras clientes
+    spring summer autumn fall winter world again from and to our you""".split()
+)
+
+
+@lru_cache(maxsize=64)
+def _own_names(settings: LintSettings) -> frozenset[str]:
+    names: set[str] = set()
+    for full in (settings.center_name, *settings.staff_names):
+        words = [w for w in re.split(r"[\s,]+", full) if w and not w.lower().rstrip(".") in ("dr", "md", "do")]
+        for w in words:
+            names.add(w.lower())
+    return frozenset(names)
+
+
+def name_hits(text: str, settings: LintSettings) -> Iterator[tuple[str, int, int, str]]:
+    """(code, start, end, what): literal names in greetings and next to patient words."""
+    own = _own_names(settings)
+    for m in _GREETING.finditer(text):
+        words = m.group("name").split()
+        after = m.group("after").strip()
+        if after and after[0].isalpha():  # "Dear Oak Park neighbors": a place, then a group
+            continue
+        if any(w.lower().strip(".") in _GROUP_WORDS for w in words):
+            continue
+        if all(w.lower().strip(".,") in own for w in words):
+            continue
+        if m.group("g") in ("Hi", "Hello", "Hey") and not after:
+            continue
+        yield "PHI318", m.start("name"), m.end("name"), "person's name in a greeting"
+    for m in _PATIENT_CUE.finditer(text):
+        name = m.group("name")
+        words = name.split()
+        if text[max(0, m.start("name") - 4): m.start("name")].rstrip().endswith(("Dr.", "Dr")):
+            continue
+        if all(w.lower().strip(".,") in own or w.lower() in _GROUP_WORDS for w in words):
+            continue
+        yield "PHI319", m.start("name"), m.end("name"), "person's name next to a patient word"
