@@ -7,8 +7,9 @@
 Every finding carries a stable code from CODES (code -> rule ID, severity, hint).
 """
 
+from typing import TYPE_CHECKING, Any
+
 from mailer.lint.findings import CODES, UNWAIVABLE, Finding, has_errors
-from mailer.lint.rendered import check_rendered
 from mailer.lint.runner import lint_paths, lint_template_dir
 from mailer.lint.settings import (
     ALLOWED_CONTEXT,
@@ -17,6 +18,19 @@ from mailer.lint.settings import (
     LintSettings,
     from_app_settings,
 )
+
+if TYPE_CHECKING:
+    from mailer.lint.rendered import check_rendered
+
+
+def __getattr__(name: str) -> Any:
+    """check_rendered loads on first use: `mailer lint` never needs it (issue 13, start-up)."""
+    if name == "check_rendered":
+        from mailer.lint.rendered import check_rendered
+
+        return check_rendered
+    raise AttributeError(f"module 'mailer.lint' has no attribute {name!r}")
+
 
 __all__ = [
     "ALLOWED_CONTEXT",

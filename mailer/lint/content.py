@@ -46,7 +46,7 @@ _NARRATIVE = re.compile(
     rf"\b(?:Meet|Conozca\s+a|Les\s+presentamos\s+a|La\s+historia\s+de)[ \t]+(?P<name>{_NAME})"
     rf"|(?P<poss>{_NAME})[’']s\s+(?:story|journey)\b"
     rf"|(?P<from>{_NAME}(?:[ \t]+[A-Z]\.)?)[ \t]+(?:from|de)[ \t]+[A-Z][a-z]+[ \t]+(?:tells|says|shares|cuenta|dice|comparte)\b"
-    rf"|(?P<dash>(?<=[—–][ \t])[A-Z][a-záéíóúñ]+(?:[ \t]+[A-Z]\.?)?)(?=[ \t]*(?:[,.;)\n]|$))"
+    r"|(?P<dash>(?<=[—–~][ \t])[A-ZÁÉÍÓÚÑ][a-záéíóúñ]+(?:[ \t]+(?:[A-Z]\.?|[A-ZÁÉÍÓÚÑ][a-záéíóúñ]+))?)(?=[ \t]*(?:[,.;)\n]|$))"
 )
 _NOT_PERSON = frozenset(
     """anonymous patient patients our the a an one name withheld staff team local former satisfied happy

@@ -78,7 +78,7 @@ def fold_map(text: str) -> tuple[str, list[int] | None]:
             offsets.append(i)
             continue
         piece = unicodedata.normalize("NFKC", ch).translate(_TABLE)
-        if unicodedata.combining(piece[:1]) and out:
+        if piece and unicodedata.combining(piece[0]) and out:
             # a combining mark composes with the previous character (e + ́ -> é)
             merged = unicodedata.normalize("NFC", out[-1] + piece)
             if len(merged) == 1:

@@ -471,9 +471,14 @@ def _scan(
 
 
 def _dedupe(hits: list[Hit]) -> list[Hit]:
-    """One hit per place: overlapping hits of the same code collapse into the first."""
+    """One hit per place: overlapping hits of the same code collapse into the first, and a
+    generic "reference code" (PHI321) gives way to a specific identifier at the same place."""
     if len(hits) < 2:
         return hits
+    generic = [h for h in hits if h.code == "PHI321"]
+    if generic:
+        specific = [h for h in hits if h.code != "PHI321"]
+        hits = specific + [g for g in generic if not any(s.start < g.end and g.start < s.end for s in specific)]
     hits.sort(key=lambda h: (h.start, -h.end))
     kept: list[Hit] = []
     last_end: dict[str, int] = {}

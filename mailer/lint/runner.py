@@ -96,8 +96,6 @@ def _checks(folder: TemplateFolder, settings: LintSettings) -> list[Finding]:
         del labelled
     if marketing and not folder.advertisement_notice:
         out += _per_part(folder, unlabelled, "SPAM301", f"'{purpose}' is not labelled as an advertisement")
-    if marketing and folder.advertisement_notice and len(unlabelled) == len(folder.bodies) and folder.bodies:
-        out += _per_part(folder, unlabelled, "SPAM301", f"'{purpose}' carries no visible advertisement label")
     if purpose == "third-party-marketing":
         out += _per_part(folder, unsponsored, "DIS301", "third-party marketing does not name its sponsor")
     return _apply_waivers(sort_unique(out), folder)

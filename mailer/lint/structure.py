@@ -53,7 +53,7 @@ def check_placements(src: Source, flow: Flow, doc: docmod.Document, exprs: list[
         if is_recipient(taint):
             fields = ", ".join(sorted(t.lstrip("?") for t in taint if t.startswith(("contact", "?"))))
             out.append(finding("PHI202", src.path, line, col, f"recipient data ({fields}) reaches {where}"))
-        elif "unsubscribe_url" in taint:
+        elif "unsubscribe_url" in taint and (p.where == "css" or p.attr in docmod._URL_ATTRS or p.attr == "style"):
             whole = p.where == "attr" and p.attr == "href" and p.tag in _LINK_TAGS and p.url_part == "start"
             if not whole:
                 out.append(finding("PHI206", src.path, line, col,

@@ -91,10 +91,10 @@ def test_waived_only_exit_0_and_waiver_is_shown(app: typer.Typer, config: Path) 
     assert "1 waived" in result.stderr
 
 
-def test_warnings_alone_exit_0(app: typer.Typer, config: Path) -> None:
+def test_info_alone_exit_0(app: typer.Typer, config: Path) -> None:
     result = run(app, str(CORPUS / "clean-toll-free"), "--config", str(config))
     assert result.exit_code == 0
-    assert "PHI302" in result.stdout and "1 warning(s)" in result.stderr
+    assert "PHI302 [info]" in result.stdout and "1 info" in result.stderr
 
 
 def test_missing_path_exit_2(app: typer.Typer, config: Path) -> None:
