@@ -46,7 +46,13 @@ _NARRATIVE = re.compile(
     rf"\b(?:Meet|Conozca\s+a|Les\s+presentamos\s+a|La\s+historia\s+de)[ \t]+(?P<name>{_NAME})"
     rf"|(?P<poss>{_NAME})[’']s\s+(?:story|journey)\b"
     rf"|(?P<from>{_NAME}(?:[ \t]+[A-Z]\.)?)[ \t]+(?:from|de)[ \t]+[A-Z][a-z]+[ \t]+(?:tells|says|shares|cuenta|dice|comparte)\b"
+    rf"|(?P<aged>{_NAME}),[ \t]+(?:\d{{1,3}}|de[ \t]+\d{{1,3}}[ \t]+a[ñn]os),"
     r"|(?P<dash>(?<=[—–~][ \t])[A-ZÁÉÍÓÚÑ][a-záéíóúñ]+(?:[ \t]+(?:[A-Z]\.?|[A-ZÁÉÍÓÚÑ][a-záéíóúñ]+))?)(?=[ \t]*(?:[,.;)\n]|$))"
+)
+_STAFF_AFTER = re.compile(
+    r"(?i)[ \t]*,?[ \t]*(?:our|nuestr[oa])\s+(?:new\s+|nuev[oa]\s+)?(?:[\w-]+\s+){0,2}"
+    r"(?:coordinator|technologist|nurse|radiologist|physician|doctor|director|manager|receptionist|team|staff"
+    r"|volunteer|therapist|assistant|coordinador[a]?|enfermer[oa]|t[ée]cnic[oa]|m[ée]dic[oa]|director[a]?|equipo)"
 )
 _NOT_PERSON = frozenset(
     """anonymous patient patients our the a an one name withheld staff team local former satisfied happy
@@ -78,6 +84,8 @@ def claims(src: Source, pieces: list[Piece], *, commercial: bool, marketing: boo
         return out
     for p in pieces:
         for m in wording.CLAIMS_KNOWLEDGE.finditer(p.text):
+            if wording.general(p.text, m.start()):
+                continue
             where = "" if p.where == "visible" else f" ({p.where} text)"
             out.append(_at(src, p, m.group(), "DIS202", f"text claims knowledge of the recipient's clinical data{where}"))
         if marketing and p.where == "visible":
@@ -99,7 +107,9 @@ def testimonials(src: Source, pieces: list[Piece], settings: LintSettings) -> li
                 continue
             out.append(_at(src, p, m.group("name"), "TST101", "a quote or story attributed to a named person"))
         for m in _NARRATIVE.finditer(p.text):
-            name = next(g for g in (m.group("name"), m.group("poss"), m.group("from"), m.group("dash")) if g)
+            name = next(g for g in (m.group("name"), m.group("poss"), m.group("from"), m.group("aged"), m.group("dash")) if g)
+            if _STAFF_AFTER.match(p.text, m.end()):
+                continue  # "Meet Sarah, our new front-desk coordinator"
             if m.group("dash") and not story and not re.search(r"[”\"»]\s*$", p.text[: m.start()].rstrip(" —–")):
                 continue
             if _person(name, settings):

@@ -33,7 +33,9 @@ _LABEL = r"(?:\s*(?:id\b|#|no\b\.?|n[ºo°]\.?|number\b|n[úu]mero\b|code\b|c[ó
 _ID_RE = re.compile(
     r"(?i)(?<![\w])(?:"
     r"(?P<mr>mr\s*#|mr\s+number|medical\s+record|expediente|historia\s+cl[íi]nica|n[úu]mero\s+de\s+paciente)"
-    r"|(?P<acc>accession|acc\s*#|encounter|claim|group|case|study|estudio|caso|reclamo|reclamaci[óo]n|grupo|folio|afiliado|p[óo]liza)"
+    r"|(?P<acc>accession|acc\s*#|encounter|dicom\s+uid|study\s+uid)"
+    r"|(?P<weak>(?:claim|group|case|study|visit|estudio|caso|reclamo|reclamaci[óo]n|grupo|folio|afiliado|p[óo]liza|cita)"
+    r"(?=\s*(?:id\b|#|no\b\.?|n[ºo°]\.?|number\b|n[úu]mero\b)))"
     r"|(?P<ref>personal\s+code|referral\s+code|access\s+code|reference|confirmation|c[óo]digo\s+personal|referencia)"
     r")" + _LABEL + r"(?:de\s+\w+\s+)?(?P<code>" + _CODE + r")"
 )
@@ -53,6 +55,7 @@ _AGE_RE = re.compile(
     r"(?i)(?:\b(?:at|aged?)\s+(?P<en>9\d|1[0-4]\d)(?=\s*(?:,|years?\b|yrs?\b|\)))"
     r"|\b(?P<pre>\w+\s+)?de\s+(?P<es>9\d|1[0-4]\d)\s+años\b)"
 )
+_BY_AGE = re.compile(r"(?i)\b(?:by|until|before|after|from|to|over|under|past|reach\w*|around|about)\s+(?:the\s+)?$")
 _POPULATION = frozenset({"mayores", "más", "mas", "menores", "encima", "partir"})
 
 
@@ -64,7 +67,7 @@ def identifier_hits(text: str, settings: LintSettings) -> Iterator[tuple[str, in
             continue
         if m.group("mr"):
             yield "PHI306", m.start(), m.end(), "medical record number"
-        elif m.group("acc"):
+        elif m.group("acc") or m.group("weak"):
             yield "PHI320", m.start(), m.end(), "identifying number (accession, encounter, claim, group or case)"
         else:
             yield "PHI321", m.start(), m.end(), "personal or reference code"
@@ -95,7 +98,29 @@ def identifier_hits(text: str, settings: LintSettings) -> Iterator[tuple[str, in
     for m in _AGE_RE.finditer(text):
         if m.group("es") and (m.group("pre") or "").strip().lower() in _POPULATION:
             continue
+        if m.group("en") and _BY_AGE.search(text[max(0, m.start() - 16): m.start()]):
+            continue  # "by age 92, most adults...": a population
         yield "PHI502", m.start(), m.end(), "age over 89"
+
+
+_ORG_PHONE = re.compile(
+    r"(?i)\b(?:center|centre|association|society|foundation|institute|hotline|helpline|line|office|department"
+    r"|clinic|hospital|pharmacy|library|program|services?|ymca|church|school|council|city|county|agency|network"
+    r"|centro|asociaci[óo]n|fundaci[óo]n|l[íi]nea|oficina|cl[íi]nica|hospital|farmacia|biblioteca|programa)\b"
+)
+_PERSONAL_PHONE = re.compile(
+    r"(?i)\b(?:her|his|my|cell|mobile|personal|direct|text|whatsapp|home|celular|m[óo]vil|su\s+n[úu]mero|directo)\b"
+)
+
+
+def phone_context(text: str, start: int) -> str:
+    """'personal', 'organization' or '' from the words just before a phone number."""
+    before = text[max(0, start - 80): start]
+    if _PERSONAL_PHONE.search(before):
+        return "personal"
+    if _ORG_PHONE.search(before):
+        return "organization"
+    return ""
 
 
 def phone_hits(text: str, center_digits: str) -> Iterator[tuple[str, int, int, str]]:
@@ -112,6 +137,8 @@ def phone_hits(text: str, center_digits: str) -> Iterator[tuple[str, int, int, s
             continue
         if national[:3] in ("800", "888", "877", "866", "855", "844", "833"):
             yield "PHI302", m.start, m.end, "toll-free number"
+        elif phone_context(text, m.start) == "organization":
+            yield "PHI322", m.start, m.end, "phone number of an organization"
         else:
             yield "PHI301", m.start, m.end, "phone number"
 
@@ -140,7 +167,9 @@ _GROUP_WORDS = frozenset(
 
 @lru_cache(maxsize=64)
 def _own_names(settings: LintSettings) -> frozenset[str]:
+    """Words of the center's name, its staff's names and its address (its city is no person)."""
     names: set[str] = set()
+    names.update(w.lower() for w in re.findall(r"[^\W\d_]{3,}", settings.center_address))
     for full in (settings.center_name, *settings.staff_names):
         words = [w for w in re.split(r"[\s,]+", full) if w and not w.lower().rstrip(".") in ("dr", "md", "do")]
         for w in words:

@@ -36,6 +36,7 @@ CODES: dict[str, tuple[str, str, str]] = {
     "PHI210": ("PHI-2", ERROR, "the message was blocked: remove the clinical value from the template or context"),
     # PHI-3: Safe Harbor identifiers in literal text (rules.md section 3 table, rows A-R).
     "PHI301": ("PHI-3", ERROR, "use {{ center.phone }}; other phone or fax numbers may identify a person"),
+    "PHI322": ("PHI-3", REVIEW, "check the number is an organization's, not a person's, then acknowledge"),
     "PHI302": ("PHI-3", INFO, "check that the toll-free number belongs to an organization, then waive"),
     "PHI303": ("PHI-3", ERROR, "use an address at the sender's domain; others may identify a person"),
     "PHI304": ("PHI-3", INFO, "check that the role mailbox belongs to an organization, then waive"),

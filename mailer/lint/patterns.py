@@ -17,7 +17,7 @@ from datetime import date
 from functools import lru_cache
 from urllib.parse import urlsplit
 
-from mailer.lint.detect import identifier_hits, name_hits, phone_hits
+from mailer.lint.detect import identifier_hits, name_hits, phone_context, phone_hits
 from mailer.lint.normalize import fold_map, origin
 from mailer.lint.settings import LintSettings
 
@@ -164,13 +164,15 @@ _PATIENT_DATE_CONTEXT = re.compile(
 _VENUE_CONTEXT = re.compile(
     r"\b(?:where|location|venue|held\s+at|join\s+us\s+at|at\s+the|library|ymca|ywca|church|school|community"
     r"|center|centre|hall|park|museum|auditorium|hotel|pharmacy|store|market|office|building|campus"
+    r"|clinic|site|branch|location|opens?|moved?|move\s+to|relocat\w*|new\s+address|sucursal|cl[ií]nica|sede"
     r"|d[oó]nde|lugar|en\s+el|en\s+la|biblioteca|centro|iglesia|escuela|parque|sal[oó]n|feria|charla|evento)\b",
     re.IGNORECASE,
 )
 _EVENT_DATE_CONTEXT = re.compile(
     r"\b(?:events?|open\s+house|starting|starts?|begin\w*|hours|open(?:ing|s)?|closed|closing|"
     r"holiday|webinar|seminar|class|workshop|fair|join\s+us|register|rsvp|until|through|"
-    r"effective|founded|established|since|launch\w*|deadline|season|weekend|saturday|"
+    r"effective|founded|established|since|launch\w*|deadline|season|weekend|saturday|opened|built|began|started|"
+    r"dedicated|inaugurat\w*|anniversary|history|historic|"
     r"sunday|monday|tuesday|wednesday|thursday|friday"
     r"|cerra\w*|abri\w*|horario|feria|charla|evento|clase|taller|desde|hasta|a\s+partir|s[áa]bado|domingo|lunes"
     r"|martes|mi[ée]rcoles|jueves|viernes|fundad[oa]|inscr[íi]base|v[áa]lid[oa])\b",
@@ -185,9 +187,17 @@ class _Allow:
     domains: tuple[str, ...]
 
 
+_SUFFIX_CANON = {
+    "street": "st", "avenue": "ave", "av": "ave", "road": "rd", "boulevard": "blvd", "drive": "dr", "lane": "ln",
+    "court": "ct", "place": "pl", "parkway": "pkwy", "highway": "hwy", "circle": "cir", "terrace": "ter",
+    "square": "sq", "north": "n", "south": "s", "east": "e", "west": "w", "suite": "ste",
+}
+
+
 @lru_cache(maxsize=1024)
 def _norm(text: str) -> str:
-    return " ".join(_NON_ALNUM.sub(" ", text.lower()).split())
+    """Lower-case words, street suffixes and directions in one spelling ("Road" == "Rd")."""
+    return " ".join(_SUFFIX_CANON.get(w, w) for w in _NON_ALNUM.sub(" ", text.lower()).split())
 
 
 def _digits(text: str) -> str:
@@ -305,6 +315,8 @@ def _phone_hit(text: str, start: int, end: int, token: str, allow: _Allow) -> Hi
     if digits[:3] in _TOLL_FREE:
         return Hit("PHI302", start, end, "toll-free number")
     is_fax = "fax" in text[max(0, start - 25) : start].lower()
+    if not is_fax and phone_context(text, start) == "organization":
+        return Hit("PHI322", start, end, "phone number of an organization")
     return Hit("PHI301", start, end, "fax number" if is_fax else "phone number")
 
 
@@ -336,12 +348,20 @@ def _code_keyword_hits(text: str, low: str, pos: int, probe: list[int]) -> Itera
         done = token.start()
 
 
+_POPULATION_AGE = re.compile(
+    r"\b(?:by|until|before|after|from|to|over|under|past|reach(?:es|ing)?|around|about|above|below)\s+(?:the\s+)?$",
+    re.IGNORECASE,
+)
+
+
 def _keyword_hits(text: str, low: str, pos: int, families: tuple[_Keyword, ...], probe: list[int]) -> Iterator[Hit]:
     for trigger, pattern, code, what in families:
         i = low.find(trigger, pos)
         while i != -1:
-            probe.append(i)
+            probe.append(max(0, i - 16))
             m = pattern.match(text, i)
+            if m and code == "PHI502" and _POPULATION_AGE.search(text[max(0, i - 16): i]):
+                m = None  # "by the age of 95": a population, not a person
             if m:
                 yield Hit(code, m.start(), m.end(), what)
             i = low.find(trigger, i + 1)

@@ -48,13 +48,21 @@ CLAIMS_KNOWLEDGE = re.compile(
     r"|\bsu\s+m[eé]dico\s+(?:nos\s+)?(?:pidi[oó]|solicit[oó]|refiri[oó]|envi[oó]|orden[oó])\b",
     re.IGNORECASE,
 )
-_HOW_OR_IF = re.compile(r"(?i)\b(?:how|if|when|what|whether|c[oó]mo|si|cuando|qu[eé])\b[^.!?]{0,25}$")
+_HOW_OR_IF = re.compile(
+    r"(?i)\b(?:how|if|when|what|whether|understand\w*|reading|read|guide|tips|questions\s+about|c[oó]mo|si|cuando|qu[eé]"
+    r"|entender|entienda|gu[ií]a|preguntas\s+sobre)\b[^.!?]{0,25}$"
+)
+
+
+def general(text: str, start: int) -> bool:
+    """True when the words before START make a phrase general ("if you were diagnosed")."""
+    return bool(_HOW_OR_IF.search(text[max(0, start - 30): start]))
 
 
 def posing(text: str) -> re.Match[str] | None:
     """The first POSING match that is not general wording ("how you get your results")."""
     for m in POSING.finditer(text):
-        if not _HOW_OR_IF.search(text[max(0, m.start() - 30): m.start()]):
+        if not general(text, m.start()):
             return m
     return None
 
@@ -68,9 +76,9 @@ SPONSOR = re.compile(
 )
 # A paid or partner block, whatever the declared purpose (DIS-1, DIS-3).
 PAID_BLOCK = re.compile(
-    r"\bsponsored\b|\bsponsor\b|\bpaid\s+(?:partnership|content|promotion|advertisement|post)\b"
+    r"\bsponsored\s+(?:by|content|post|message|section|links?|partner)\b|\bsponsor(?:ed)?\s*:|\bpaid\s+(?:partnership|content|promotion|advertisement|post)\b"
     r"|\bfrom\s+our\s+(?:partners?|sponsors?)\b|\bpartner\s+(?:offer|spotlight|content)\b|\badvertorial\b"
-    r"|\bpatrocinad[oa]s?\b|\bpatrocinio\b|\bcontenido\s+(?:patrocinado|pagado)\b|\bde\s+nuestros\s+(?:socios|patrocinadores)\b",
+    r"|\bpatrocinad[oa]s?\s+por\b|\bpatrocinio\s+de\b|\bcontenido\s+(?:patrocinado|pagado)\b|\bde\s+nuestros\s+(?:socios|patrocinadores)\b",
     re.IGNORECASE,
 )
 AD_LABEL = re.compile(r"\badvertise?ment\b|\[\s*ad\s*\]|\bpaid\s+advertising\b|\bpublicidad\b|\banuncio\b", re.IGNORECASE)
