@@ -284,11 +284,13 @@ def _walk(el: object, doc: Document, styles: dict[int, dict[str, str]], *, hidde
     hidden = hidden or own_hidden
     text_hidden = hidden or text_hidden or _hides(style, text=True)
 
+    # a link is seen through its text: a zero font size hides it as surely as display:none
+    shown_hidden = text_hidden if tag in ("a", "area") else hidden
     for name, value in el.items():  # type: ignore[attr-defined]
         name = name.lower()
         for m in _PH_RE.finditer(value):
             part = url_part(value, m.start()) if name in _URL_ATTRS else ""
-            doc.placements.append(Placement(int(m.group(1)), "attr", tag, name, part, hidden, line))
+            doc.placements.append(Placement(int(m.group(1)), "attr", tag, name, part, shown_hidden, line))
         if name == "style":
             for m in _CSS_URL.finditer(value):
                 doc.loads.append(Load(m.group(2), "background", tag, hidden, _tiny(el, style), line))
