@@ -2,8 +2,9 @@
 
 Shared by the template lint and the send-time check (through `patterns.scan`):
 
-- `identifier_hits`: identifying numbers the first lint missed: accession, encounter,
-  claim, group and case numbers, MR#, Spanish record words, DICOM UIDs, SSNs written with
+- `identifier_hits`: identifying numbers the first lint missed (the keyword families,
+  accession, encounter, claim, group and case numbers, MR#, Spanish record words and
+  personal codes, live with the others in patterns._KEYWORDS): DICOM UIDs, SSNs written with
   spaces or dots, IPv6 addresses (validated by `ipaddress`), phone numbers in any common
   form (found and validated by `phonenumbers`), Spanish dates of birth or service, and
   ages over 89 written as "at 93" or "de 93 años";
@@ -28,19 +29,14 @@ _CAP = r"[A-ZÁÉÍÓÚÑÜÀÈÌÒÙÇ][a-záéíóúñüàèìòùçäëïöâ
 _NAME = rf"{_CAP}(?:\s+(?:[A-Z]\.|{_CAP}|(?:de|del|la|van|von|da|di)\s+{_CAP})){{0,3}}"
 
 # -- identifying numbers ---------------------------------------------------------------------
-_CODE = r"(?=[A-Za-z0-9.-]*\d)[A-Za-z0-9][A-Za-z0-9.-]{3,}"
-_LABEL = r"(?:\s*(?:id\b|#|no\b\.?|n[ºo°]\.?|number\b|n[úu]mero\b|code\b|c[óo]digo\b))?\s*[:#]?\s*"
-_ID_RE = re.compile(
-    r"(?i)(?<![\w])(?:"
-    r"(?P<mr>mr\s*#|mr\s+number|medical\s+record|expediente|historia\s+cl[íi]nica|n[úu]mero\s+de\s+paciente)"
-    r"|(?P<acc>accession|acc\s*#|encounter|dicom\s+uid|study\s+uid)"
-    r"|(?P<weak>(?:claim|group|case|study|visit|estudio|caso|reclamo|reclamaci[óo]n|grupo|folio|afiliado|p[óo]liza|cita)"
-    r"(?=\s*(?:id\b|#|no\b\.?|n[ºo°]\.?|number\b|n[úu]mero\b)))"
-    r"|(?P<ref>personal\s+code|referral\s+code|access\s+code|reference|confirmation|c[óo]digo\s+personal|referencia)"
-    r")" + _LABEL + r"(?:de\s+\w+\s+)?(?P<code>" + _CODE + r")"
-)
-_DICOM_RE = re.compile(r"(?<![\w.])[012](?:\.(?:0|[1-9]\d*)){5,}(?![\w.]*\d)")
-_SSN_SPACED = re.compile(r"(?<![\w.-])(\d{3})[ .](\d{2})[ .](\d{4})(?![\w-]|\.\d)")
+_DICOM_RE = re.compile(r"[012](?<![\w.][012])(?:\.(?:0|[1-9]\d*)){5,}(?![\w.]*\d)")
+# Each starts with a character class, so the regex engine skips ahead in C (see patterns.py).
+_SSN_SPACED = re.compile(r"\d(?<![\w.-]\d)\d\d[ .]\d\d[ .]\d{4}(?![\w-]|\.\d)")
+_DIGIT_RUN = re.compile(r"\d{2,}")
+_SSN_HINT = re.compile(r"\d\d\d[ .]\d\d[ .]\d")
+_IPV6_HINT = re.compile(r"[0-9A-Fa-f]:[0-9A-Fa-f]{0,4}:")
+_AGE_HINT = re.compile(r"9\d|1[0-4]\d")
+_PHONE_SHAPE = re.compile(r"\d(?<!\w\d)\d\d\)?[\s.-]?\d{3}[\s.-]?\d{4}(?!\w)")
 _IPV6_CAND = re.compile(r"(?<![\w:.])[0-9A-Fa-f]{0,4}(?::[0-9A-Fa-f]{0,4}){2,7}(?:%\w+)?(?![\w:])")
 _SEVEN_DIGITS = re.compile(r"\d(?:\D{0,2}\d){6}")
 _MONTHS_ES = ("enero", "febrero", "marzo", "abril", "mayo", "junio", "julio", "agosto", "septiembre",
@@ -59,27 +55,23 @@ _BY_AGE = re.compile(r"(?i)\b(?:by|until|before|after|from|to|over|under|past|re
 _POPULATION = frozenset({"mayores", "más", "mas", "menores", "encima", "partir"})
 
 
-def identifier_hits(text: str, settings: LintSettings) -> Iterator[tuple[str, int, int, str]]:
-    """(code, start, end, what) for the identifying numbers listed in the module doc."""
-    for m in _ID_RE.finditer(text):
-        code = m.group("code").rstrip(".-")
-        if sum(c.isdigit() for c in code) < 4 or _DICOM_RE.fullmatch(code):
-            continue
-        if m.group("mr"):
-            yield "PHI306", m.start(), m.end(), "medical record number"
-        elif m.group("acc") or m.group("weak"):
-            yield "PHI320", m.start(), m.end(), "identifying number (accession, encounter, claim, group or case)"
-        else:
-            yield "PHI321", m.start(), m.end(), "personal or reference code"
-    if "." in text:
+def identifier_hits(text: str, settings: LintSettings | None) -> Iterator[tuple[str, int, int, str]]:
+    """(code, start, end, what) for the identifying numbers listed in the module doc.
+
+    Built for the send-time path: each pattern runs only after a cheap test (a count, a
+    substring, a short regex starting with a character class) says it could match.
+    """
+    if text.count(".") >= 5:
         for m in _DICOM_RE.finditer(text):
             if len(m.group()) >= 16:
                 yield "PHI320", m.start(), m.end(), "DICOM UID"
-    for m in _SSN_SPACED.finditer(text):
-        a, b, c = m.groups()
+    spaced = (" " in text or "." in text) and _SSN_HINT.search(text)
+    for m in (_SSN_SPACED.finditer(text) if spaced else ()):
+        g = m.group()
+        a, b, c = g[:3], g[4:6], g[7:]
         if not (a in ("000", "666") or a[0] == "9" or b == "00" or c == "0000"):
             yield "PHI305", m.start(), m.end(), "social security number"
-    if text.count(":") >= 2:
+    if text.count(":") >= 2 and _IPV6_HINT.search(text):
         for m in _IPV6_CAND.finditer(text):
             cand = m.group()
             if cand.count(":") < 2 or not re.search(r"[0-9A-Fa-f]", cand):
@@ -90,12 +82,13 @@ def identifier_hits(text: str, settings: LintSettings) -> Iterator[tuple[str, in
                 continue
             if ip.version == 6 and not ip.is_unspecified:
                 yield "PHI313", m.start(), m.end(), "IP address"
-    if "de " in text:
+    if " de " in text:
         for m in _ES_DATE.finditer(text):
             window = text[max(0, m.start() - 70): m.start()] + " " + text[m.end(): m.end() + 30]
             if _ES_PATIENT_CONTEXT.search(window):
                 yield "PHI501", m.start(), m.end(), "date of birth or service"
-    for m in _AGE_RE.finditer(text):
+    aged = ("at " in text or "At " in text or "age" in text or "Age" in text or "años" in text) and _AGE_HINT.search(text)
+    for m in (_AGE_RE.finditer(text) if aged else ()):
         if m.group("es") and (m.group("pre") or "").strip().lower() in _POPULATION:
             continue
         if m.group("en") and _BY_AGE.search(text[max(0, m.start() - 16): m.start()]):
@@ -124,8 +117,12 @@ def phone_context(text: str, start: int) -> str:
 
 
 def phone_hits(text: str, center_digits: str) -> Iterator[tuple[str, int, int, str]]:
-    """Phone numbers in any common US form, found and validated by `phonenumbers`."""
-    if not _SEVEN_DIGITS.search(text):
+    """Phone numbers in any common US form, found and validated by `phonenumbers`.
+
+    `phonenumbers` runs only on text with a phone-shaped run of digits (a random token in
+    an unsubscribe URL is not one), so the send-time check rarely pays for it.
+    """
+    if not _PHONE_SHAPE.search(text):
         return
     import phonenumbers
 

@@ -68,7 +68,7 @@ def fold_map(text: str) -> tuple[str, list[int] | None]:
     exact; the few NFKC compositions across characters that this misses (a base letter
     and a separate combining accent) are composed by a final NFC on each character run.
     """
-    if text.isascii():
+    if text.isascii() or (unicodedata.is_normalized("NFKC", text) and text.translate(_TABLE) == text):
         return text, None
     out: list[str] = []
     offsets: list[int] = []

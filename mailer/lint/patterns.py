@@ -78,6 +78,7 @@ _IPV6_RE = re.compile(r"(?<![\w:])(?:[0-9A-Fa-f]{1,4}:){1,7}(?::[0-9A-Fa-f]{1,4}
 
 _CODE = r"\W{0,3}(?=[A-Z0-9-]*\d)[A-Z0-9][A-Z0-9-]{3,}"
 _NO = r"\s*(?:id\b|#|number\b|no\b\.?)"
+_NO_ES = r"\s*(?:id\b|#|number\b|no\b\.?|n[úu]mero\b|n\.?[º°]\.?)"
 # (lower-case trigger, anchored pattern, code, pattern class). The pattern is matched at
 # each place the trigger occurs, so the regex never scans the whole text.
 _Keyword = tuple[str, re.Pattern[str], str, str]
@@ -106,6 +107,31 @@ _KEYWORDS: tuple[_Keyword, ...] = tuple(
         ("imei", r"(?<![a-z])IMEI\b" + _CODE, "PHI311", "device identifier"),
         ("(01)", r"\(01\)\d{14}", "PHI311", "GS1 device identifier"),
         ("rx", r"(?<![a-z])Rx\s*#?\s*\d{6,}", "PHI315", "prescription number"),
+        # issue 13: record words in Spanish, accession/encounter/claim/group/case numbers,
+        # and personal or reference codes ("any other unique identifying number or code").
+        ("mr#", r"mr#" + _CODE, "PHI306", "medical record number"),
+        ("mr #", r"mr\s#" + _CODE, "PHI306", "medical record number"),
+        ("expediente", r"expediente" + _NO_ES + "?" + _CODE, "PHI306", "medical record number"),
+        ("historia", r"historia\s+cl[íi]nica" + _NO_ES + "?" + _CODE, "PHI306", "medical record number"),
+        ("accession", r"accession" + _NO_ES + "?" + _CODE, "PHI320", "accession number"),
+        ("encounter", r"encounter" + _NO_ES + "?" + _CODE, "PHI320", "encounter number"),
+        ("claim", r"claim" + _NO_ES + _CODE, "PHI320", "claim number"),
+        ("group", r"group" + _NO_ES + _CODE, "PHI320", "group number"),
+        ("case", r"case" + _NO_ES + _CODE, "PHI320", "case number"),
+        ("study", r"study" + _NO_ES + _CODE, "PHI320", "study number"),
+        ("visit", r"visit" + _NO_ES + _CODE, "PHI320", "visit number"),
+        ("reclam", r"reclam(?:o|aci[óo]n)" + _NO_ES + _CODE, "PHI320", "claim number"),
+        ("grupo", r"grupo" + _NO_ES + _CODE, "PHI320", "group number"),
+        ("caso", r"caso" + _NO_ES + _CODE, "PHI320", "case number"),
+        ("afiliado", r"afiliado" + _NO_ES + "?" + _CODE, "PHI307", "health plan member number"),
+        ("póliza", r"p[óo]liza" + _NO_ES + "?" + _CODE, "PHI307", "health plan policy number"),
+        ("personal code", r"personal\s+code" + _CODE, "PHI321", "personal code"),
+        ("referral code", r"referral\s+code" + _CODE, "PHI321", "personal code"),
+        ("access code", r"access\s+code" + _CODE, "PHI321", "personal code"),
+        ("reference", r"reference" + _NO_ES + "?" + _CODE, "PHI321", "reference code"),
+        ("confirmation", r"confirmation" + _NO_ES + "?" + _CODE, "PHI321", "confirmation code"),
+        ("código", r"c[óo]digo\s+personal" + _CODE, "PHI321", "personal code"),
+        ("referencia", r"referencia" + _NO_ES + "?" + _CODE, "PHI321", "reference code"),
         ("fingerprint", r"fingerprint", "PHI314", "biometric identifier"),
         ("voiceprint", r"voiceprint", "PHI314", "biometric identifier"),
         ("retina", r"retina\w*\s+(?:scan|print|pattern)", "PHI314", "biometric identifier"),
@@ -470,6 +496,12 @@ def _scan(
                 hits.append(Hit("PHI309", m.start(), m.end(), "DEA number"))
         if "box" in low:
             hits.extend(_po_box_hits(text, low, pos, allow, probe))
+        for code, start, end, what in identifier_hits(text, settings):
+            probe.append(max(0, start - 70))
+            hits.append(Hit(code, start, end, what))
+        for code, start, end, what in phone_hits(text, allow.phone):
+            probe.append(max(0, start - 80))
+            hits.append(Hit(code, start, end, what))
     elif "=" in text:
         hits.extend(_url_param_hits(text, pos))
     hits.extend(_keyword_hits(text, low, pos, _WORD_KEYWORDS, probe))
@@ -479,12 +511,6 @@ def _scan(
         hits.extend(Hit("PHI313", m.start(), m.end(), "IP address") for m in _IPV6_RE.finditer(text, pos))
     if "county" in low:
         hits.extend(_county_hits(text, low, pos, probe))
-    for code, start, end, what in identifier_hits(text, settings):
-        probe.append(max(0, start - 70))
-        hits.append(Hit(code, start, end, what))
-    for code, start, end, what in phone_hits(text, allow.phone):
-        probe.append(start)
-        hits.append(Hit(code, start, end, what))
     if names:
         hits.extend(Hit(code, start, end, what) for code, start, end, what in name_hits(text, settings))
     return _dedupe([h for h in hits if h.start >= pos] if pos else hits)
