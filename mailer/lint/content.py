@@ -116,9 +116,9 @@ def testimonials(src: Source, pieces: list[Piece], settings: LintSettings) -> li
                 out.append(_at(src, p, name, "TST101", "a patient story or testimonial about a named person"))
     if story and not out:
         for p in pieces:
-            m = _STORY_CUE.search(p.text)
-            if m:
-                out.append(_at(src, p, m.group(), "TST101", "a testimonial or patient story section"))
+            cue = _STORY_CUE.search(p.text)
+            if cue:
+                out.append(_at(src, p, cue.group(), "TST101", "a testimonial or patient story section"))
                 break
     return out
 
@@ -128,8 +128,8 @@ def patient_images(src: Source, images: list[tuple[str, str, int]]) -> list[Find
     for url, alt, line in images:
         path = url.rsplit("/", 1)[-1]
         if _PATIENT_IMAGE.search(fold(alt)) or _PATIENT_IMAGE.search(path):
-            l, c = src.locate(line, "<img")
-            out.append(finding("TST102", src.path, l, c, "a patient photo or before/after image"))
+            at_line, at_col = src.locate(line, "<img")
+            out.append(finding("TST102", src.path, at_line, at_col, "a patient photo or before/after image"))
     return out
 
 

@@ -38,7 +38,6 @@ _IPV6_HINT = re.compile(r"[0-9A-Fa-f]:[0-9A-Fa-f]{0,4}:")
 _AGE_HINT = re.compile(r"9\d|1[0-4]\d")
 _PHONE_SHAPE = re.compile(r"\d(?<!\w\d)\d\d\)?[\s.-]?\d{3}[\s.-]?\d{4}(?!\w)")
 _IPV6_CAND = re.compile(r"(?<![\w:.])[0-9A-Fa-f]{0,4}(?::[0-9A-Fa-f]{0,4}){2,7}(?:%\w+)?(?![\w:])")
-_SEVEN_DIGITS = re.compile(r"\d(?:\D{0,2}\d){6}")
 _MONTHS_ES = ("enero", "febrero", "marzo", "abril", "mayo", "junio", "julio", "agosto", "septiembre",
               "setiembre", "octubre", "noviembre", "diciembre")
 _ES_DATE = re.compile(r"(?i)\b(\d{1,2})\s+de\s+(" + "|".join(_MONTHS_ES) + r")(?:\s+(?:de|del)\s+(\d{4}))?\b")
@@ -168,7 +167,7 @@ def _own_names(settings: LintSettings) -> frozenset[str]:
     names: set[str] = set()
     names.update(w.lower() for w in re.findall(r"[^\W\d_]{3,}", settings.center_address))
     for full in (settings.center_name, *settings.staff_names):
-        words = [w for w in re.split(r"[\s,]+", full) if w and not w.lower().rstrip(".") in ("dr", "md", "do")]
+        words = [w for w in re.split(r"[\s,]+", full) if w and w.lower().rstrip(".") not in ("dr", "md", "do")]
         for w in words:
             names.add(w.lower())
     return frozenset(names)

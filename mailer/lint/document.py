@@ -162,7 +162,7 @@ def _sheet(css: str) -> _Sheet:
         for rule in rules:
             if rule.type == "qualified-rule":
                 decls = _declarations(tinycss2.serialize(rule.content))
-                for prop, value in decls:
+                for _prop, value in decls:
                     for m in _CSS_URL.finditer(value):
                         sheet.urls.append((m.group(2), "background"))
                 if not in_media:
@@ -244,7 +244,7 @@ def build(text: str) -> Document:
                 continue  # :hover, ::before ... do not apply statically
             try:
                 matched = root.cssselect(sel)
-            except Exception:  # noqa: BLE001 - a selector cssselect cannot read hides nothing
+            except Exception:  # noqa: BLE001, S112 - a selector cssselect cannot read hides nothing
                 continue
             for el in matched:
                 styles.setdefault(id(el), {}).update(decls)
@@ -258,7 +258,7 @@ def _style_of(el: object, styles: dict[int, dict[str, str]]) -> dict[str, str]:
     if inline:
         try:
             style.update(_declarations(inline))
-        except Exception:  # noqa: BLE001 - unreadable inline CSS adds nothing
+        except Exception:  # noqa: BLE001, S110 - unreadable inline CSS adds nothing
             pass
     return style
 

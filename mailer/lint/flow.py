@@ -21,7 +21,7 @@ times) and macro calls.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from jinja2 import nodes
@@ -41,12 +41,12 @@ def is_recipient(taint: Taint) -> bool:
 @dataclass
 class Flow:
     outputs: list[Taint] = field(default_factory=list)  # per {{ }} in source order
-    nodes: list[nodes.Expr] = field(default_factory=list)
+    exprs: list[nodes.Expr] = field(default_factory=list)
     macros: dict[str, nodes.Macro] = field(default_factory=dict)
     tree: nodes.Template | None = None
 
     def index_of(self, node: nodes.Expr) -> int:
-        for i, n in enumerate(self.nodes):
+        for i, n in enumerate(self.exprs):
             if n is node:
                 return i
         return -1
@@ -62,7 +62,7 @@ def output_nodes(tree: nodes.Template) -> list[nodes.Expr]:
 
 def analyse_flow(tree: nodes.Template) -> Flow:
     exprs = output_nodes(tree)
-    flow = Flow(outputs=[EMPTY] * len(exprs), nodes=exprs, tree=tree)
+    flow = Flow(outputs=[EMPTY] * len(exprs), exprs=exprs, tree=tree)
     flow.macros = {m.name: m for m in tree.find_all(nodes.Macro)}
     _Tracer(flow, {id(n): i for i, n in enumerate(exprs)}).run(tree)
     return flow
@@ -254,14 +254,12 @@ class _Tracer:
                 return self.callers[-1] | extra
             macro = self.flow.macros.get(callee.name)
             if macro is not None and self.lookup(callee.name) is not None:
-                caller = self.callers[-1] if self.callers and self._in_callblock(node) else EMPTY
+                caller = self.callers[-1] if self.callers else EMPTY
                 return self.expand(macro, args, kwargs, caller) | extra
             if callee.name in ("namespace", "dict"):
                 return EMPTY.union(*args, *kwargs.values()) | extra
         return self.expr(callee) | EMPTY.union(*args, *kwargs.values()) | extra
 
-    def _in_callblock(self, node: nodes.Call) -> bool:
-        return True
 
 
 # -- "printed on every path" ---------------------------------------------------------
@@ -269,7 +267,7 @@ def required(flow: Flow, wanted: Callable[[int], bool]) -> bool:
     """True when every rendering of the template prints an output for which WANTED(index)."""
     if flow.tree is None:
         return False
-    index = {id(n): i for i, n in enumerate(flow.nodes)}
+    index = {id(n): i for i, n in enumerate(flow.exprs)}
     return _always(flow.tree.body, flow, index, wanted, set())
 
 
@@ -332,5 +330,3 @@ def _macro_calls_caller(node: nodes.CallBlock, flow: Flow) -> bool:
     return False
 
 
-def walk_exprs(tree: nodes.Template) -> Iterator[nodes.Expr]:
-    yield from output_nodes(tree)

@@ -160,15 +160,6 @@ _URL_PARAM_RE = re.compile(
     r"[?&](?:amp;)?(?i:patient|patient_?id|e?mail|email_?address|mrn|dob|birth_?date|ssn|"
     r"(?:first_|last_|full_)?name|phone|member_?id|contact|recipient)="
 )
-_GREETING_RE = re.compile(r"(?:Dear|Hi|Hello)\s+(?P<name>[A-Z][a-z]+)(?P<after>\s*,)?")
-_GENERIC_GREETING = frozenset(
-    {"friend", "friends", "patient", "patients", "neighbor", "neighbors", "neighbour", "member",
-     "members", "valued", "customer", "reader", "readers", "sir", "madam", "colleague",
-     "colleagues", "community", "all", "everyone", "parent", "parents", "family", "there",
-     "team", "subscriber", "client", "guest", "our", "you", "spring", "summer", "autumn", "fall",
-     "winter", "world", "again", "from", "and", "to", "everybody", "folks", "partner", "partners",
-     "doctor", "doctors", "provider", "providers"}
-)
 _ROLE_MAILBOXES = frozenset(
     {"info", "contact", "support", "help", "hello", "office", "admin", "media", "press", "news",
      "noreply", "no-reply", "webmaster", "privacy", "billing", "appointments", "scheduling",
@@ -415,16 +406,6 @@ def _email_hits(text: str, pos: int, allow: _Allow, probe: list[int]) -> Iterato
 def _url_param_hits(text: str, pos: int) -> Iterator[Hit]:
     for m in _URL_PARAM_RE.finditer(text, pos):
         yield Hit("PHI312", m.start(), m.end(), "person-keyed URL parameter")
-
-
-def _greeting_hits(text: str, pos: int) -> Iterator[Hit]:
-    for m in _GREETING_RE.finditer(text, pos):
-        name = m.group("name").lower()
-        if name in _GENERIC_GREETING:
-            continue
-        if m.group().startswith(("Hi", "Hello")) and not m.group("after"):
-            continue
-        yield Hit("PHI318", m.start("name"), m.end("name"), "person's name in a greeting")
 
 
 def _county_hits(text: str, low: str, pos: int, probe: list[int]) -> Iterator[Hit]:

@@ -8,10 +8,10 @@ from pathlib import Path
 from mailer.errors import InputError
 from mailer.lint import assets, content, markup, wording
 from mailer.lint import document as docmod
-from mailer.lint.flow import Flow, analyse_flow
-from mailer.lint.normalize import fold
 from mailer.lint.findings import UNWAIVABLE, Finding, finding, sort_unique, waive
+from mailer.lint.flow import Flow, analyse_flow
 from mailer.lint.loader import TOML_NAME, TemplateFolder, load_file, load_folder
+from mailer.lint.normalize import fold
 from mailer.lint.patterns import scan
 from mailer.lint.settings import MARKETING_PURPOSES, TRANSACTIONAL_PURPOSES, LintSettings
 from mailer.lint.source import HTML, Source
@@ -80,7 +80,6 @@ def _checks(folder: TemplateFolder, settings: LintSettings) -> list[Finding]:
         pieces = body.pieces()
         texts = [p.text for p in pieces if p.where in ("visible", "hidden")]
         readable = "\n".join(p.text for p in pieces if p.where == "visible")
-        labelled = bool(wording.AD_LABEL.search(readable)) or folder.advertisement_notice
         out += content.claims(src, pieces, commercial=commercial, marketing=marketing)
         if not assets.registered_refs(src.text):
             out += content.testimonials(src, pieces, settings)
@@ -93,7 +92,6 @@ def _checks(folder: TemplateFolder, settings: LintSettings) -> list[Finding]:
             unlabelled.append(src)
         if not _names_sponsor(readable, folder.sponsor):
             unsponsored.append(src)
-        del labelled
     if marketing and not folder.advertisement_notice:
         out += _per_part(folder, unlabelled, "SPAM301", f"'{purpose}' is not labelled as an advertisement")
     if purpose == "third-party-marketing":
@@ -176,18 +174,6 @@ def _header_ref(src: Source, ref: Ref, label: str) -> list[Finding]:
         if ref.name.endswith("name"):
             return [finding("PHI203", src.path, ref.line, ref.column, f"'{ref.name}' in the {label}")]
     return []
-
-
-def _body_wording(src: Source, text: str, *, commercial: bool, marketing: bool) -> list[Finding]:
-    """DIS-2 in the body: claims of clinical knowledge in any commercial mail, posing in marketing."""
-    out = []
-    if commercial:
-        for m in wording.CLAIMS_KNOWLEDGE.finditer(text):
-            out.append(wording.at(src, m.start(), "DIS202", "text claims knowledge of the recipient's clinical results"))
-    if marketing:
-        for m in wording.POSING.finditer(text):
-            out.append(wording.at(src, m.start(), "DIS202", "marketing text poses as a clinical message"))
-    return out
 
 
 def _required_parts(src: Source, spans: list[markup.Span], masked: str, settings: LintSettings) -> list[Finding]:

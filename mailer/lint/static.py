@@ -10,6 +10,7 @@ is a finding, and so is a syntax error: the lint never crashes on a template.
 from __future__ import annotations
 
 import re
+from functools import lru_cache
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import NamedTuple
@@ -92,13 +93,20 @@ class Analysis:
 def parse(source: Source) -> tuple[nodes.Template | None, Finding | None]:
     """The AST, or a PHI100 finding: a template that does not parse cannot be verified."""
     try:
-        return _ENV.parse(source.text), None
+        return _parse_text(source.text), None
     except TemplateSyntaxError as err:
         line, col = source.locate(err.lineno or 1)
         return None, finding("PHI100", source.path, line, col, f"Jinja syntax error: {_safe(err.message)}")
     except RecursionError:
         line, col = source.position(0)
         return None, finding("PHI100", source.path, line, col, "template nests too deeply to analyse")
+
+
+@lru_cache(maxsize=32)
+def _parse_text(text: str) -> nodes.Template:
+    """Jinja's AST of TEXT, parsed once per lint: the context check and the value flow
+    both read it (neither changes it). A syntax error is raised again on every call."""
+    return _ENV.parse(text)
 
 
 def _safe(message: str | None) -> str:

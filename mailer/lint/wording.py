@@ -95,57 +95,9 @@ CLINICAL_TERMS = re.compile(
     r"|heart\s+disease|kidney\s+disease|liver\s+disease|thyroid|multiple\s+sclerosis)\b",
     re.IGNORECASE,
 )
-_TESTIMONIAL = re.compile(
-    r"\btestimonials?\b|\bpatient\s+stor(?:y|ies)\b|\bin\s+(?:her|his|their)\s+own\s+words\b"
-    r"|“[^”\n]{20,}”|\"[^\"\n]{20,}\"",
-    re.IGNORECASE,
-)
-_BLOCKQUOTE = re.compile(r"<(?:blockquote|q)\b|class\s*=\s*[\"'][^\"']*testimonial", re.IGNORECASE)
 # A name right after a dash, ending the line or followed by a comma, period or a tag.
-_ATTRIBUTION = re.compile(
-    r"(?:^|[\s(>])(?:—|–|--|-|~)[ \t]*(?P<a>[A-Z][a-z]+(?:[ \t]+[A-Z][a-z]*\.?)?)(?=[ \t]*(?:[,.;:)<\n]|$)|[ \t]{2,})"
-    r"|\b(?:says|said|shares|writes|explains|recalls)\s+(?:patient\s+)?(?P<b>[A-Z][a-z]+(?:\s+[A-Z][a-z]*\.?)?)"
-)
-_NOT_A_PERSON = frozenset(
-    {"anonymous", "a", "an", "the", "patient", "one", "our", "name", "withheld", "staff", "team",
-     "local", "former", "satisfied", "happy", "grateful", "member", "mother", "father", "daughter",
-     "son", "wife", "husband", "imaging", "center", "clinic", "radiology", "hospital", "department",
-     "reader", "neighbor", "friend", "volunteer", "nurse", "technologist"}
-)
-AUTH_REF = re.compile(
-    r"authori[sz]ation\s*(?:ref(?:erence)?|id|no\.?|number|#)?\s*[:#]?\s*[A-Z0-9][A-Z0-9-]*\d[A-Z0-9-]*"
-    r"|data-authorization\s*=\s*[\"'][^\"']+",
-    re.IGNORECASE,
-)
-
-
 def at(src: Source, offset: int, code: str, message: str) -> Finding:
     line, col = src.position(offset)
     return finding(code, src.path, line, col, message)
 
 
-def testimonials(src: Source, text: str, marked_html: str, *, authorized: bool) -> list[Finding]:
-    """TST-1: an attributed testimonial needs an authorization reference in the template.
-
-    TEXT is the visible literal text; MARKED_HTML is the masked source (for <blockquote>).
-    """
-    if authorized:
-        return []
-    windows = [(m.start(), m.end() + 120) for m in _TESTIMONIAL.finditer(text)]
-    for m in _BLOCKQUOTE.finditer(marked_html):
-        close = re.compile(r"</(?:blockquote|q)\s*>|</div\s*>", re.IGNORECASE).search(marked_html, m.end())
-        windows.append((m.start(), (close.end() if close else m.end() + 400) + 120))
-    out: list[Finding] = []
-    seen: set[int] = set()
-    for start, end in sorted(windows):
-        for m in _ATTRIBUTION.finditer(text, start, min(len(text), end)):
-            group = "a" if m.group("a") else "b"
-            words = m.group(group).replace(".", "").lower().split()
-            if any(w in _NOT_A_PERSON for w in words) or m.start(group) in seen:
-                continue
-            tail = text[m.end(group) : m.end(group) + 40].lower()
-            if re.match(r"\s*(?:team|staff|imaging|center|clinic|radiology|hospital)\b", tail):
-                continue
-            seen.add(m.start(group))
-            out.append(at(src, m.start(group), "TST101", "testimonial attributed to a named person without an authorization reference"))
-    return out

@@ -8,8 +8,7 @@ from gen2cases import SETTINGS
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from mailer.lint import check_rendered
-from mailer.lint import wording
+from mailer.lint import check_rendered, wording
 from mailer.lint.normalize import INVISIBLE, fold, fold_map
 from mailer.lint.patterns import scan
 
