@@ -10,9 +10,9 @@ is a finding, and so is a syntax error: the lint never crashes on a template.
 from __future__ import annotations
 
 import re
-from functools import lru_cache
 from collections.abc import Iterator
 from dataclasses import dataclass, field
+from functools import lru_cache
 from typing import NamedTuple
 
 from jinja2 import nodes

@@ -18,12 +18,14 @@ They combine the AST value flow (mailer.lint.flow) with the parsed document
 from __future__ import annotations
 
 import re
+from functools import lru_cache
+from typing import Any
 
 from mailer.lint import document as docmod
 from mailer.lint.findings import Finding, finding
 from mailer.lint.flow import Flow, is_recipient, required
 from mailer.lint.markup import _TRACKER_HOSTS, _TRACKER_PATHS
-from mailer.lint.patterns import own_domain
+from mailer.lint.patterns import _allow, own_domain
 from mailer.lint.settings import LintSettings
 from mailer.lint.source import Source
 
@@ -67,6 +69,30 @@ def _tracker(host: str, path: str) -> bool:
     return any((host == h or host.endswith("." + h)) and path.startswith(p) for h, p in _TRACKER_PATHS)
 
 
+@lru_cache(maxsize=1)
+def _psl() -> Any:
+    """The public suffix list bundled with `publicsuffixlist` (no download at run time)."""
+    from publicsuffixlist import PublicSuffixList
+
+    return PublicSuffixList()
+
+
+@lru_cache(maxsize=256)
+def _registrable(host: str) -> str:
+    return _psl().privatesuffix(host) or host
+
+
+def _same_organization(host: str, settings: LintSettings) -> bool:
+    """HOST shares a registrable domain with one of the center's own hosts that is itself a
+    subdomain (website imaging.riversidehealth.org, images on cdn.riversidehealth.org).
+    The list is loaded only then: a center on its own registrable domain never needs it."""
+    own = [d for d in _allow(settings).domains if d.count(".") >= 2]
+    if not own or host.count(".") < 1:
+        return False
+    mine = {_registrable(d) for d in own}
+    return _registrable(host) in mine
+
+
 def check_loads(src: Source, doc: docmod.Document, flow: Flow | None, settings: LintSettings) -> list[Finding]:
     from urllib.parse import urlsplit
 
@@ -82,7 +108,7 @@ def check_loads(src: Source, doc: docmod.Document, flow: Flow | None, settings: 
             if flow and idx and idx[0] < len(flow.outputs) and flow.outputs[idx[0]] <= {"center.website"}:
                 continue
             host = ""
-        if not host or own_domain(host, settings):
+        if not host or own_domain(host, settings) or _same_organization(host, settings):
             continue
         try:
             path = urlsplit(docmod._PH_RE.sub("x", load.url.strip())).path or "/"

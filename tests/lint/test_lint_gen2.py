@@ -250,3 +250,13 @@ def test_corpus_is_large_and_labelled() -> None:
     kinds = {c.kind for c in cases if c.leak}
     assert {"flow", "tracking", "identifier", "disguised", "sponsor", "visibility", "testimonial", "image",
             "hidden"} <= kinds
+
+
+def test_a_subdomain_of_the_centers_own_organization_is_not_a_third_party(tmp_path: Path) -> None:
+    from dataclasses import replace
+
+    settings = replace(SETTINGS, center_website="https://imaging.riversidehealth.org", sender_domains=())
+    own = '<img src="https://cdn.riversidehealth.org/hero.jpg" width="600" alt="">'
+    other = '<img src="https://cdn.riversidehealth.org.evil.example/hero.jpg" width="600" alt="">'
+    assert "PHI704" not in codes(lint(tmp_path, own + FOOT, settings=settings))
+    assert "PHI704" in codes(lint(tmp_path, other + FOOT, settings=settings))
