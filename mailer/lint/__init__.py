@@ -1,10 +1,14 @@
-"""PHI lint for campaign templates (issue 5): static checks at approval, a rendered check per message.
+"""PHI lint for campaign templates (issues 5 and 13): static checks at approval, a rendered
+check per message.
 
     lint_template_dir(path, settings)   one template folder
     lint_paths(paths, settings)         folders, folders of templates, single .j2 files
     check_rendered(parts, recipient_values=..., settings=...)   send-time check, per message
 
-Every finding carries a stable code from CODES (code -> rule ID, severity, hint).
+Every finding carries a stable code from CODES (code -> rule ID, severity, hint); the
+severity is `error` (blocks), `review` (acknowledged one by one at approval, see
+mailer.reviews) or `info`. Both checks read text through mailer.lint.normalize and share
+the Safe Harbor detectors (mailer.lint.patterns, mailer.lint.detect).
 """
 
 from typing import TYPE_CHECKING, Any
