@@ -82,7 +82,7 @@ def from_app_settings(settings: Any) -> LintSettings:
         sender_domains=tuple(dict.fromkeys(domains)),
         clinical_fields=tuple(dict.fromkeys((*settings.fields.clinical, *CLINICAL_WORDS))),
         center_name=settings.center.name,
-        staff_names=tuple(getattr(settings.center, "staff", ())),
+        staff_names=staff_list(getattr(settings.center, "staff", "")),
     )
 
 
@@ -118,7 +118,6 @@ def from_config_file(path: Any) -> LintSettings:
     def text(value: Any) -> str:
         return value if isinstance(value, str) else ""
 
-    staff = center.get("staff", [])
     return LintSettings(
         center_phone=text(center.get("phone")),
         center_address=text(center.get("postal_address")),
@@ -126,8 +125,17 @@ def from_config_file(path: Any) -> LintSettings:
         sender_domains=tuple(dict.fromkeys(domains)),
         clinical_fields=tuple(dict.fromkeys((*(k for k in clinical if isinstance(k, str)), *CLINICAL_WORDS))),
         center_name=text(center.get("name")),
-        staff_names=tuple(s for s in staff if isinstance(s, str)) if isinstance(staff, list) else (),
+        staff_names=staff_list(center.get("staff", "")),
     )
+
+
+def staff_list(value: Any) -> tuple[str, ...]:
+    """Staff names from config: "Dr. A; Dr. B" (a TOML list of strings is read too)."""
+    if isinstance(value, str):
+        return tuple(n.strip() for n in value.split(";") if n.strip())
+    if isinstance(value, list | tuple):
+        return tuple(n.strip() for n in value if isinstance(n, str) and n.strip())
+    return ()
 
 
 @lru_cache(maxsize=32)
