@@ -4,7 +4,7 @@ VENV   ?= .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed-stamp
 
-.PHONY: demo test bench lint clean venv
+.PHONY: demo test bench lint lint-eval clean venv
 
 venv: $(STAMP)
 
@@ -23,6 +23,9 @@ test: $(STAMP)
 
 bench: $(STAMP)
 	@$(PY) -m bench $(BENCH_ARGS)
+
+lint-eval: $(STAMP)
+	@$(PY) -m bench.lint_eval $(EVAL_ARGS)
 
 lint: $(STAMP)
 	@$(VENV)/bin/ruff check mailer tests bench

@@ -41,6 +41,7 @@ class CenterSettings(_Section):
     phone: str = ""
     website: str = ""
     timezone: str = "UTC"
+    staff: str = ""  # staff physicians' names, separated by ";": the PHI lint never takes them for patients
 
     def context(self) -> dict[str, str]:
         """The `center` a template sees."""

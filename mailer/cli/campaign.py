@@ -78,11 +78,16 @@ def _print_packet(p: approvals.ReviewPacket) -> None:
     if sc:
         out.print(f"  segment {sc.get('segment')}: considered {sc.get('considered')}, matched {sc.get('matched')}, "
                   f"suppressed {sc.get('suppressed')}, authorized {sc.get('authorized')}", markup=False)
-    out.print(f"  lint: {len(p.lint_errors)} error(s), {len(p.lint_warnings)} warning(s), {len(p.waivers)} waiver(s)",
+    out.print(f"  lint: {len(p.lint_errors)} error(s), {len(p.lint_reviews)} to review, {len(p.lint_warnings)} info, "
+              f"{len(p.waivers)} waiver(s)",
               markup=False)
     for wv in p.waivers:
         out.print(f"    waived {wv['code']} ({wv['rule']}) {wv['file']}:{wv['line']} by {wv.get('waived_by')}: {wv.get('reason')}",
                   markup=False)
+    for rv in p.lint_reviews:
+        state = (f"acknowledged by {rv['acknowledged_by']}: {rv['reason']}" if rv["acknowledged"]
+                 else f"TO ACKNOWLEDGE: mailer campaign acknowledge {p.campaign_id} {rv['key']} --reason ...")
+        out.print(f"    review {rv['key']} ({rv['rule']}) {rv['message']} - {state}", markup=False)
     for r in p.refusals:
         out.print(f"  BLOCKS APPROVAL {r.rule}: {r.reason}; {pointer(r.rule)}", markup=False)
 
@@ -119,6 +124,23 @@ def reject(ctx: typer.Context, campaign_id: CampaignId,
     rt = runtime(ctx)
     approvals.reject(rt, campaign_id, reviewer=act(ctx, Action.CAMPAIGN_REJECT), reason=reason)
     out.print(f"campaign {campaign_id} rejected; back to draft", markup=False)
+
+
+@campaign_app.command("acknowledge")
+def acknowledge(ctx: typer.Context, campaign_id: CampaignId,
+                finding: Annotated[str, typer.Argument(help="The finding's key, file:line:code, from `mailer campaign review`.")],
+                reason: Annotated[str, typer.Option(help="Why it is fine (no PHI); recorded in the ledger.")],
+                fmt: Format = "text") -> None:
+    """Acknowledge one `review` lint finding with a reason (issue 13): approval needs each acknowledged."""
+    from mailer.reviews import acknowledge as ack
+
+    rt = runtime(ctx)
+    item = ack(rt, campaign_id, finding, actor=act(ctx, Action.CAMPAIGN_APPROVE), reason=reason)  # a reviewer's step
+    if fmt == "json":
+        print_json(item.as_dict())
+        return
+    out.print(f"campaign {campaign_id}: {item.key} ({item.rule}) acknowledged by {item.acknowledged_by} "
+              f"(ledger entry {item.seq})", markup=False)
 
 
 @campaign_app.command("check")
