@@ -269,8 +269,8 @@ def status(ctx: typer.Context,
                 lines.append(f"  next run   {d['next_run']}")
             lines.append("  recipients " + (", ".join(f"{k} {v}" for k, v in sorted(d["recipients"].items()))
                                             or "none yet (frozen when sending starts)"))
-            lines.append(f"  bounces    {d['bounces']['bounce_rate']:.2%}, complaints "
-                         f"{d['bounces']['complaint_rate']:.2%}")
+            lines.append(f"  bounces    {d['bounces']['bounce_rate']:.2%} / {d['bounces']['complaint_rate']:.2%} "
+                         "(bounce / complaint rate)")
             out.print("\n".join(lines), markup=False, emoji=False)
         return
     table = Table(box=None)
