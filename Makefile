@@ -4,11 +4,12 @@ VENV   ?= .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed-stamp
 
-.PHONY: demo test bench lint clean venv
+.PHONY: demo test bench lint lint-eval clean venv
 
 venv: $(STAMP)
 
 $(STAMP): pyproject.toml
+	@echo "installing dependencies into $(VENV) (first run, or pyproject.toml changed; about a minute)..."
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	@$(PY) -m pip install --quiet --disable-pip-version-check --upgrade pip
 	@$(PY) -m pip install --quiet --disable-pip-version-check -e '.[dev]'
@@ -22,6 +23,9 @@ test: $(STAMP)
 
 bench: $(STAMP)
 	@$(PY) -m bench $(BENCH_ARGS)
+
+lint-eval: $(STAMP)
+	@$(PY) -m bench.lint_eval $(EVAL_ARGS)
 
 lint: $(STAMP)
 	@$(VENV)/bin/ruff check mailer tests bench

@@ -16,7 +16,7 @@ from typing import Any
 
 from sqlalchemy import select
 
-from mailer import campaigns
+from mailer import campaigns, snapshots
 from mailer.accounts.permissions import Action, require
 from mailer.classify import Classification, classify, from_campaign, scope_refusals
 from mailer.db import writing
@@ -45,6 +45,7 @@ class ReviewPacket:
     lint_warnings: list[dict[str, Any]] = field(default_factory=list)
     segment_counts: dict[str, Any] = field(default_factory=dict)
     refusals: list[Refusal] = field(default_factory=list)  # content gates that block approval
+    lint_reviews: list[dict[str, Any]] = field(default_factory=list)  # issue 13: acknowledged one by one
 
     def as_dict(self) -> dict[str, Any]:
         return {
@@ -53,6 +54,7 @@ class ReviewPacket:
             "segment_hash": self.segment_hash, "classification": self.classification.as_dict(),
             "waivers": self.waivers, "lint_errors": self.lint_errors, "lint_warnings": self.lint_warnings,
             "segment_counts": self.segment_counts, "refusals": [r.as_dict() for r in self.refusals],
+            "lint_reviews": self.lint_reviews,
         }
 
 
@@ -76,8 +78,9 @@ def classification_of(rt: Runtime, campaign: Campaign) -> tuple[Classification, 
     from mailer.segments import load_segment, plan_segment
     from mailer.templates import load_meta
 
-    plan = plan_segment(load_segment(Path(campaign.segment), rt.settings.fields))
-    meta = load_meta(Path(campaign.template))
+    src = snapshots.source(rt, campaign)
+    plan = plan_segment(load_segment(src.segment, rt.settings.fields))
+    meta = load_meta(src.template)
     c = classify(from_campaign(campaign.purpose, third_party=campaign.third_party or plan.segment.third_party,
                                segment_scope=plan.segment.scope, targets_condition=bool(plan.clinical_fields),
                                sponsor=meta.get("sponsor")))
@@ -91,23 +94,32 @@ def review(rt: Runtime, campaign: Campaign, *, count: bool = True) -> ReviewPack
     """Build the review packet from the files as they are now."""
     from mailer.sending import check_segment
 
-    th, sh = campaigns.current_hashes(campaign)
+    th, sh = campaigns.current_hashes(campaign, rt)
+    src = snapshots.source(rt, campaign)
     cls, refusals = classification_of(rt, campaign)
+    from mailer.reviews import acks
+
     packet = ReviewPacket(campaign.id or 0, campaign.author, campaign.purpose, campaign.third_party, th, sh, cls)
-    for f in lint_findings(rt, Path(campaign.template)):
+    findings = lint_findings(rt, src.template)
+    for f in findings:
         if f.waived:
             packet.waivers.append(_finding_dict(f))
         elif f.severity == "error":
             packet.lint_errors.append(_finding_dict(f))
-        else:
+        elif f.severity != "review":
             packet.lint_warnings.append(_finding_dict(f))
+    items = acks.open_items(rt, campaign.id or 0, th, findings)
+    packet.lint_reviews = [i.as_dict() for i in items]
     rules = list(dict.fromkeys(e["rule"] for e in packet.lint_errors))
     for rule in rules:
         codes = sorted({e["code"] for e in packet.lint_errors if e["rule"] == rule})
         refusals.append(Refusal(rule, f"template lint: {', '.join(codes)}",
                                 f"fix the template (mailer lint {campaign.template}) or record a reviewed waiver"))
+    pending = acks.refusal(items, campaign.id or 0)
+    if pending is not None:
+        refusals.append(pending)
     if count:
-        _plan, counts, seg_refusals = check_segment(rt, Path(campaign.segment))
+        _plan, counts, seg_refusals = check_segment(rt, src.segment)
         data = counts.as_dict()
         data.pop("refusals", None)
         packet.segment_counts = data
@@ -169,6 +181,8 @@ def approve(rt: Runtime, campaign_id: int, *, reviewer: str, note: str = "") -> 
                     "purpose": c.purpose, "classification": packet.classification.hipaa,
                     "commercial": packet.classification.commercial, "scope": packet.classification.scope,
                     "waivers": [{k: w[k] for k in ("code", "rule", "waived_by")} for w in packet.waivers],
+                    "acknowledged": [{"finding": r["key"], "by": r["acknowledged_by"], "ledger_seq": r["ledger_seq"]}
+                                     for r in packet.lint_reviews],
                     "segment_counts": {k: packet.segment_counts.get(k) for k in
                                        ("considered", "suppressed", "authorized", "matched")}})])
         campaigns.transition_in(rt, conn, campaign_id, "approve", actor=reviewer, detail={"approval_id": aid})
@@ -185,7 +199,7 @@ def reject(rt: Runtime, campaign_id: int, *, reviewer: str, reason: str) -> Appr
     """Send a submitted campaign back to draft with the reviewer's reason (no PHI, please)."""
     _signed_in_as(rt, reviewer, Action.CAMPAIGN_REJECT)
     c = campaigns.get(rt, campaign_id)
-    th, sh = campaigns.current_hashes(c)
+    th, sh = campaigns.current_hashes(c, rt)
     with writing(rt.engine) as conn:
         campaigns.transition_in(rt, conn, campaign_id, "reject", actor=reviewer, reason=reason)
         aid = conn.execute(_A.insert().values(

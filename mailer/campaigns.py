@@ -51,23 +51,47 @@ TRANSITIONS: dict[str, tuple[tuple[str, ...], str | None]] = {
     "next-run": (("sending", "done", "scheduled"), "scheduled"),
 }
 _T = Campaign.__table__  # type: ignore[attr-defined]
+#: status_reason prefix of a pause a run made itself (Ctrl-C, relay unreachable, login
+#: refused): sending the campaign again continues it; an operator's pause needs `resume`.
+RUN_STOPPED = "run stopped: "
+
+
+def stopped_by_run(campaign: Campaign) -> bool:
+    return campaign.status == "paused" and (campaign.status_reason or "").startswith(RUN_STOPPED)
+
+
+def display_status(status: str, reason: str, counts: dict[str, int]) -> str:
+    """The state people read: a run with failed rows is `done with failures`, and a
+    campaign with uncertain rows is never shown as `done`."""
+    if status == "done" and counts.get("uncertain"):
+        return f"incomplete: {counts['uncertain']} uncertain (see `mailer campaign resend --help`)"
+    if status == "done" and counts.get("failed"):
+        return f"done with failures ({counts['failed']} failed)"
+    return status + (f" ({reason})" if reason and status != "done" else "")
 
 
 def create(rt: Runtime, *, name: str, purpose: str, template: Path, segment: Path, author: str,
            third_party: str | None = None) -> Campaign:
+    """A draft bound to the template and segment content, stored in the database (paths are
+    recorded absolute, for `submit` to read a new version from any folder)."""
+    from mailer import snapshots
+
     if purpose not in PURPOSES:
         raise InputError(f"purpose {purpose!r} is unknown", hint=f"one of {', '.join(PURPOSES)}")
     if not (template / "template.toml").exists():
         raise InputError(f"{template} is not a template folder", hint="a folder with template.toml and body.html.j2")
     if not segment.is_file():
         raise InputError(f"segment file {segment} not found")
+    template, segment = template.resolve(), segment.resolve()
+    content = snapshots.read_content(template, segment)
     now = utcnow()
     with writing(rt.engine) as conn:
         cid = conn.execute(_T.insert().values(
             name=name, purpose=purpose, template=str(template), segment=str(segment),
-            template_hash=content_hash(template), segment_hash=segment_hash(segment.read_bytes()),
+            template_hash=content.template_hash, segment_hash=content.segment_hash,
             third_party=third_party, status="draft", status_reason="", author=author, run=0,
             audience_hash="", created_at=now, updated_at=now)).inserted_primary_key[0]  # type: ignore[index]
+        snapshots.store_in(conn, cid, content)
         rt.ledger.append_in(conn, [Event(kind=CAMPAIGN, outcome="created", campaign_id=cid, actor=author,
                                          detail={"purpose": purpose})])
     return get(rt, cid)
@@ -139,20 +163,39 @@ _HINTS = {
 
 
 def submit(rt: Runtime, campaign_id: int, *, actor: str) -> Campaign:
-    """Hand a draft to review, bound to the template and segment as they are now."""
+    """Hand a draft to review, bound to the template and segment as they are now on disk.
+
+    The content is read once and stored (see `snapshots`); review, approval and sending
+    use that copy. Unreadable files are an input error (exit 2) naming the path."""
+    from mailer import snapshots
     from mailer.segments import load_segment
     from mailer.templates import compile_template
 
     c = get(rt, campaign_id)
-    compile_template(Path(c.template))  # fails early (TemplateError) rather than at review
-    load_segment(Path(c.segment), rt.settings.fields)
-    th, sh = content_hash(Path(c.template)), segment_hash(Path(c.segment).read_bytes())
-    return transition(rt, campaign_id, "submit", actor=actor, values={"template_hash": th, "segment_hash": sh},
-                      detail={"template_hash": th, "segment_hash": sh})
+    content = snapshots.read_content(Path(c.template), Path(c.segment))
+    tdir, seg = snapshots.materialize(content)
+    compile_template(tdir)  # fails early (TemplateError) rather than at review
+    load_segment(seg, rt.settings.fields)
+    th, sh = content.template_hash, content.segment_hash
+    detail: dict[str, Any] = {"template_hash": th, "segment_hash": sh}
+    if (th, sh) != (c.template_hash, c.segment_hash):
+        detail["previous"] = {"template_hash": c.template_hash, "segment_hash": c.segment_hash}
+    with writing(rt.engine) as conn:
+        snapshots.store_in(conn, campaign_id, content)
+        transition_in(rt, conn, campaign_id, "submit", actor=actor, values={"template_hash": th, "segment_hash": sh},
+                      detail=detail)
+    return get(rt, campaign_id)
 
 
-def current_hashes(campaign: Campaign) -> tuple[str, str]:
-    """The template content hash and segment file hash of the files as they are now."""
+def current_hashes(campaign: Campaign, rt: Runtime | None = None) -> tuple[str, str]:
+    """The hashes of the content that would be sent: the submitted snapshot's.
+
+    (Campaigns made before snapshots existed: the files as they are now.)"""
+    from mailer import snapshots
+
+    if rt is not None and snapshots.stored(rt.engine, campaign.id or 0, campaign.template_hash,
+                                           campaign.segment_hash) is not None:
+        return campaign.template_hash, campaign.segment_hash
     tpath, spath = Path(campaign.template), Path(campaign.segment)
     th = content_hash(tpath) if tpath.is_dir() else ""
     sh = segment_hash(spath.read_bytes()) if spath.is_file() else ""
@@ -160,11 +203,12 @@ def current_hashes(campaign: Campaign) -> tuple[str, str]:
 
 
 def invalidate_if_changed(rt: Runtime, campaign: Campaign, *, actor: str | None = None) -> Campaign:
-    """SEC-6: a template or segment edited after approval sends the campaign back to submitted,
-    now bound to the new content, which needs a new approval."""
+    """SEC-6 for campaigns made before snapshots: a template or segment edited after
+    approval sends the campaign back to submitted. A campaign with a snapshot sends the
+    submitted content whatever happens on disk, so nothing here changes it."""
     if campaign.status not in TRANSITIONS["invalidate"][0]:
         return campaign
-    th, sh = current_hashes(campaign)
+    th, sh = current_hashes(campaign, rt)
     if (th, sh) == (campaign.template_hash, campaign.segment_hash):
         return campaign
     what = [n for n, a, b in (("template", th, campaign.template_hash), ("segment", sh, campaign.segment_hash)) if a != b]
@@ -183,6 +227,14 @@ def local_time(text: str, tz: str) -> datetime:
     if value.tzinfo is None:
         value = value.replace(tzinfo=ZoneInfo(tz))
     return value.astimezone(UTC).replace(tzinfo=None)
+
+
+def display_run(value: datetime | None, tz: str) -> str:
+    """A run time for people: weekday, wall clock and time zone, e.g. `Mon 2026-12-07 09:00 CST (America/Chicago)`."""
+    if value is None:
+        return "none"
+    local = value.replace(tzinfo=UTC).astimezone(ZoneInfo(tz))
+    return local.strftime("%a %Y-%m-%d %H:%M %Z") + (f" ({tz})" if tz not in ("UTC", local.strftime("%Z")) else "")
 
 
 def display_time(value: datetime | None, tz: str) -> str:

@@ -41,6 +41,7 @@ class CenterSettings(_Section):
     phone: str = ""
     website: str = ""
     timezone: str = "UTC"
+    staff: str = ""  # staff physicians' names, separated by ";": the PHI lint never takes them for patients
 
     def context(self) -> dict[str, str]:
         """The `center` a template sees."""
@@ -97,6 +98,19 @@ class SMTPSettings(_Section):
 class UnsubscribeSettings(_Section):
     base_url: str = "https://example.org/u/"  # STD-3: must be https
     token_days: int = Field(default=60, ge=30)  # SPAM-4: works >= 30 days after sending
+
+    @field_validator("base_url")
+    @classmethod
+    def _https(cls, value: str) -> str:
+        parts = urlsplit(value)
+        if parts.scheme != "https" or not parts.netloc:
+            raise ValueError("must be an https:// URL that `mailer serve` answers (STD-3), e.g. https://example.org/u/")
+        return value
+
+
+class ContactsSettings(_Section):
+    #: staging only: accept addresses at reserved names (.test, .invalid, .localhost, .example)
+    allow_reserved_domains: bool = False
 
 
 class LimitSettings(_Section):
@@ -208,6 +222,7 @@ class Settings(_Section):
     bounces: BounceSettings = BounceSettings()
     accounts: AccountSettings = AccountSettings()
     web: WebSettings = WebSettings()
+    contacts: ContactsSettings = ContactsSettings()
     source: str = "<defaults>"
 
     @property
@@ -219,19 +234,45 @@ class Settings(_Section):
         return urlsplit(self.unsubscribe.base_url).scheme == "https"
 
 
+def _known_keys(model: type[BaseModel], prefix: str = "") -> list[str]:
+    keys = []
+    for name, f in model.model_fields.items():
+        if name == "source":
+            continue
+        keys.append(prefix + name)
+        ann = f.annotation
+        if isinstance(ann, type) and issubclass(ann, BaseModel):
+            keys += _known_keys(ann, prefix + name + ".")
+    return keys
+
+
+def _nearest(key: str) -> str:
+    """The setting a misspelt key most likely meant ('' when nothing is close)."""
+    import difflib
+
+    known = _known_keys(Settings)
+    section = key.rpartition(".")[0]
+    same = [k for k in known if k.rpartition(".")[0] == section] or known
+    got = difflib.get_close_matches(key, same, n=1, cutoff=0.6) or difflib.get_close_matches(key, known, n=1, cutoff=0.6)
+    return got[0] if got else ""
+
+
 def settings_from_mapping(data: Mapping[str, Any], *, source: str = "<mapping>") -> Settings:
+    """Validated settings; every problem of the file is reported at once (ConfigError)."""
     try:
         return Settings.model_validate({**data, "source": source})
     except ValidationError as err:
-        first = err.errors()[0]
-        key = ".".join(str(p) for p in first["loc"])
-        msg = first["msg"]
-        if first["type"] == "extra_forbidden":
-            msg = "unknown setting"
-            fix = "remove it or check its spelling against config/mailer.example.toml"
-        else:
-            fix = "see config/mailer.example.toml for the accepted values"
-        raise ConfigError(f"{source}: setting '{key}': {msg}", hint=fix) from None
+        lines = []
+        for e in err.errors():
+            key = ".".join(str(p) for p in e["loc"])
+            if e["type"] == "extra_forbidden":
+                near = _nearest(key)
+                lines.append(f"setting '{key}' is unknown" + (f"; did you mean '{near}'?" if near else ""))
+            else:
+                msg = e["msg"].removeprefix("Value error, ")
+                lines.append(f"setting '{key}': {msg}")
+        head = f"{source}: " + (lines[0] if len(lines) == 1 else f"{len(lines)} problems:\n  " + "\n  ".join(lines))
+        raise ConfigError(head, hint="see config/mailer.example.toml for every setting and its accepted values") from None
 
 
 def load_settings(path: Path | str | None = None, env: Mapping[str, str] | None = None) -> Settings:
@@ -243,9 +284,19 @@ def load_settings(path: Path | str | None = None, env: Mapping[str, str] | None 
     if chosen:
         p = Path(chosen)
         try:
-            data = tomllib.loads(p.read_text())
+            data = tomllib.loads(p.read_text(encoding="utf-8"))
         except FileNotFoundError:
             raise ConfigError(f"config file {p} not found", hint="pass --config PATH or set MAILER_CONFIG") from None
+        except IsADirectoryError:
+            raise ConfigError(f"config file {p} is a folder, not a file",
+                              hint="pass the settings file itself, e.g. --config config/mailer.toml") from None
+        except PermissionError:
+            raise ConfigError(f"config file {p}: permission denied", hint="make it readable by this user") from None
+        except UnicodeDecodeError as err:
+            line = p.read_bytes()[:err.start].count(b"\n") + 1
+            raise ConfigError(f"{p}:{line}: not UTF-8 text", hint="save the settings file as UTF-8") from None
+        except OSError as err:
+            raise ConfigError(f"config file {p}: cannot read ({err.strerror or type(err).__name__})") from None
         except tomllib.TOMLDecodeError as err:
             raise ConfigError(f"{p}: not valid TOML: {err}") from None
         source = str(p)

@@ -11,6 +11,8 @@ import csv
 import datetime as dt
 import re
 from collections.abc import Iterable, Iterator, Mapping
+from contextlib import contextmanager
+from contextvars import ContextVar
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TextIO
@@ -52,30 +54,84 @@ class BadRow:
     email: str | None = field(default=None, repr=False)
 
 
+#: Top-level names reserved for tests, documentation and local use (RFC 2606, RFC 6761,
+#: RFC 6762, RFC 7686): mail to them never reaches a patient. `example.com` and friends
+#: are not refused (the shipped sample data uses them with the local sink).
+RESERVED_TLDS = frozenset({"test", "invalid", "localhost", "example", "local", "onion", "arpa"})
+#: `contacts.allow_reserved_domains` (staging only): set around an import by the caller.
+_ALLOW_RESERVED: ContextVar[bool] = ContextVar("allow_reserved_domains", default=False)
+
+
+@contextmanager
+def reserved_domains_allowed(allowed: bool) -> Iterator[None]:
+    token = _ALLOW_RESERVED.set(allowed)
+    try:
+        yield
+    finally:
+        _ALLOW_RESERVED.reset(token)
+
+
+class ReservedDomain(EmailNotValidError):
+    """An address at a reserved or special-use domain (.test, .invalid, .localhost, .example)."""
+
+
 def normalize_email(raw: str, *, check_deliverability: bool = False) -> str:
     """email-validator's normalized form, lower-cased; the lookup HMAC is taken over this.
 
     The local part is lower-cased too: RFC 5321 allows case-sensitive mailboxes but
     providers do not use them, and `Ann@x` and `ann@x` as two contacts would let an
-    opt-out of one miss the other (SPAM-5).
+    opt-out of one miss the other (SPAM-5). Reserved and special-use domains are refused
+    unless `contacts.allow_reserved_domains` is on (staging).
     """
-    info = validate_email(raw.strip(), check_deliverability=check_deliverability)
+    text = raw.strip()
+    tld = text.rpartition("@")[2].rstrip(".").rpartition(".")[2].lower()
+    allowed = _ALLOW_RESERVED.get()
+    if tld in RESERVED_TLDS and "@" in text and not allowed:
+        raise ReservedDomain(f"reserved domain .{tld}")
+    if allowed and tld in RESERVED_TLDS:
+        info = validate_email(text, check_deliverability=False, globally_deliverable=False, test_environment=True)
+    else:
+        info = validate_email(text, check_deliverability=check_deliverability)
     return info.normalized.lower()
 
 
+#: email-validator's messages -> our words (its own text can quote the address).
+_REASONS: tuple[tuple[str, str], ...] = (
+    ("must have an @-sign", "it has no @"),
+    ("invalid characters: '@'", "it has more than one @"),
+    ("something before the @-sign", "nothing before the @"),
+    ("something after the @-sign", "nothing after the @"),
+    ("period immediately before the @-sign", "a dot right before the @"),
+    ("period immediately after the @-sign", "a dot right after the @"),
+    ("cannot start with a period", "it starts with a dot"),
+    ("cannot end with a period", "it ends with a dot"),
+    ("two periods in a row", "two dots in a row"),
+    ("before the @-sign: space", "a space before the @"),
+    ("after the @-sign: space", "a space after the @"),
+    ("invalid characters before the @-sign", "characters not allowed before the @"),
+    ("invalid characters after the @-sign", "characters not allowed in the domain"),
+    ("quoting the part before the @-sign", "a quoted part before the @ (not accepted)"),
+    ("special-use or reserved name", "its domain is a reserved or special-use name"),
+    ("should have a period", "its domain has no dot"),
+    ("hyphen", "a domain label starts or ends with a hyphen"),
+    ("too long", "it is too long"),
+    ("does not exist", "its domain does not exist"),
+    ("does not accept email", "its domain does not accept email"),
+    ("domain", "its domain part is not valid"),
+    ("before the @", "its local part is not valid"),
+)
+
+
 def address_problem(raw: str, err: Exception) -> str:
-    """email-validator's reason in a fixed vocabulary: its own text can quote the domain."""
-    text = str(err).lower()
+    """The true reason an address was refused, in a fixed vocabulary (never the address)."""
     if not raw.strip():
         return "empty"
-    for needle, reason in (
-        ("@-sign", "it needs exactly one @ with text on both sides"),
-        ("too long", "it is too long"),
-        ("does not exist", "its domain does not exist"),
-        ("does not accept email", "its domain does not accept email"),
-        ("domain", "its domain part is not valid"),
-        ("before the @", "its local part is not valid"),
-    ):
+    if isinstance(err, ReservedDomain):
+        tld = str(err).rpartition(".")[2]
+        return (f"its domain is reserved (.{tld}) and never reaches anyone; for staging set "
+                "contacts.allow_reserved_domains = true")
+    text = str(err).lower()
+    for needle, reason in _REASONS:
         if needle in text:
             return reason
     return "its syntax is not valid"

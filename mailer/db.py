@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -11,9 +12,44 @@ from sqlalchemy import Connection, Engine, create_engine, event
 from sqlalchemy.engine import make_url
 from sqlmodel import Session
 
-from mailer.errors import ConfigError, StoreError
+from mailer.errors import ConfigError, InputError, StoreError
 
 MIGRATIONS = Path(__file__).parent / "migrations"
+
+
+class NotInitialised(InputError):
+    """The database has no schema yet (or does not exist): `mailer init` first (exit 2)."""
+
+
+def where(engine: Engine) -> str:
+    """host:port (or the file) of a database, without credentials, for error messages."""
+    u = engine.url
+    if u.get_backend_name() == "sqlite":
+        return str(u.database)
+    return f"{u.host or 'localhost'}:{u.port or 5432}"
+
+
+def readiness(engine: Engine) -> str | None:
+    """The schema revision, or None when the database holds no schema. A database that
+    cannot be reached is one line naming host and port (StoreError, exit 2)."""
+    from sqlalchemy.exc import DBAPIError, OperationalError
+
+    try:
+        return current_revision(engine)
+    except (OperationalError, DBAPIError) as err:
+        reason = str(getattr(err, "orig", err)).strip().splitlines()[0][:200] if str(getattr(err, "orig", err)).strip() else type(err).__name__
+        raise Unreachable(f"cannot reach the database at {where(engine)}: {reason}",
+                          hint="check database.url (or MAILER_DATABASE_URL) and that the server is running") from None
+
+
+class Unreachable(InputError):
+    """The database server does not answer (exit 2)."""
+
+
+def head_revision() -> str:
+    from alembic.script import ScriptDirectory
+
+    return str(ScriptDirectory.from_config(alembic_config("sqlite://")).get_current_head())
 
 
 def normalize_url(url: str) -> str:
@@ -27,7 +63,9 @@ def is_sqlite(engine: Engine) -> bool:
     return engine.dialect.name == "sqlite"
 
 
-def make_engine(url: str, **kwargs: Any) -> Engine:
+def make_engine(url: str, *, create: bool = True, **kwargs: Any) -> Engine:
+    """An engine for URL. `create=False` (every command but `init`): a SQLite file that does
+    not exist is "not initialised" (InputError, exit 2) and nothing is created."""
     url = normalize_url(url)
     try:
         parsed = make_url(url)
@@ -35,7 +73,18 @@ def make_engine(url: str, **kwargs: Any) -> Engine:
         raise ConfigError("setting 'database.url' is not a database URL", hint="e.g. sqlite:///mailer.db") from None
     if parsed.get_backend_name() == "sqlite":
         if parsed.database and parsed.database != ":memory:":
-            Path(parsed.database).parent.mkdir(parents=True, exist_ok=True)
+            db = Path(parsed.database)
+            if not create and not db.exists():
+                raise NotInitialised(f"not initialised: database {db} does not exist; run `mailer init`",
+                                     hint="or point database.url (or MAILER_DATABASE_URL) at the existing database")
+            try:
+                db.parent.mkdir(parents=True, exist_ok=True)
+            except OSError as err:
+                raise InputError(f"cannot create the database folder {db.parent}: {err.strerror}",
+                                 hint="choose a writable folder in database.url") from None
+            if create and not os.access(db.parent, os.W_OK):
+                raise InputError(f"the database folder {db.parent} is not writable by this user",
+                                 hint="fix its permissions or choose another folder in database.url")
         engine = create_engine(url, connect_args={"timeout": 60}, **kwargs)
         _sqlite_pragmas(engine)
         return engine

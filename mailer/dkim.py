@@ -55,7 +55,7 @@ def _load(pem: str) -> ed25519.Ed25519PrivateKey | rsa.RSAPrivateKey:
         key = serialization.load_pem_private_key(pem.encode("ascii"), password=None)
     except (ValueError, TypeError):
         raise ConfigError("the DKIM key in the key file is not a readable private key",
-                          hint="create one with `mailer init --dkim`") from None
+                          hint="create one with `mailer keys add-dkim`") from None
     if isinstance(key, rsa.RSAPrivateKey):
         if key.key_size < 2048:  # STD-4 allows 1024; we ask for the recommended size
             raise ConfigError(f"DKIM RSA key has {key.key_size} bits", rules=("STD-4",), hint="use 2048 bits or Ed25519")
@@ -63,6 +63,48 @@ def _load(pem: str) -> ed25519.Ed25519PrivateKey | rsa.RSAPrivateKey:
     if isinstance(key, ed25519.Ed25519PrivateKey):
         return key
     raise ConfigError("DKIM key must be Ed25519 or RSA", rules=("STD-4",))
+
+
+_PEM_BLOCK = re.compile(r"-----BEGIN PRIVATE KEY-----.*?-----END PRIVATE KEY-----\s*", re.S)
+
+
+def key_type(pem: str) -> str:
+    return "ed25519" if isinstance(_load(pem), ed25519.Ed25519PrivateKey) else "rsa"
+
+
+def split_keys(bundle: str | None) -> list[str]:
+    """The key file's `dkim_private_pem` holds one PEM key or several (RSA and Ed25519:
+    many receivers verify only RSA, RFC 8463 §4), in the order they were added."""
+    if not bundle:
+        return []
+    found = [m.group(0).strip() + "\n" for m in _PEM_BLOCK.finditer(bundle)]
+    return found or [bundle]
+
+
+def join_keys(pems: Sequence[str]) -> str | None:
+    return "".join(p.strip() + "\n" for p in pems) or None
+
+
+def selectors(bundle: str | None, selector: str) -> list[tuple[str, str, str]]:
+    """(selector, key type, pem) per key: the first key uses `dkim.selector`, a key added
+    after it `<selector>-<type>`, so adding one never moves a record already published."""
+    out = []
+    for i, pem in enumerate(split_keys(bundle)):
+        kind = key_type(pem)
+        out.append((selector if i == 0 else f"{selector}-{kind}", kind, pem))
+    return out
+
+
+def add_key(bundle: str | None, kind: str) -> tuple[str, bool]:
+    """Add a new key of KIND to the bundle, replacing one of the same type (a rotation: its
+    record must be published again). Returns the new bundle and whether one was replaced."""
+    pems = split_keys(bundle)
+    new = generate_key(kind)
+    for i, pem in enumerate(pems):
+        if key_type(pem) == kind:
+            pems[i] = new
+            return join_keys(pems) or "", True
+    return join_keys([*pems, new]) or "", False
 
 
 def dns_record(pem: str) -> str:
@@ -148,10 +190,20 @@ class DKIMSigner:
         return b"DKIM-Signature: " + field + sig + b"\r\n"
 
 
+ADD_HINT = "create one with `mailer keys add-dkim --type rsa --type ed25519`, then publish what `mailer dkim` prints"
+
+
 def make_signer(keyring: Keyring, *, domain: str, selector: str) -> Signer:
-    """The signer for `Composer(signer=...)`, from the key file's `dkim_private_pem`."""
-    pem = keyring.dkim_private_pem
-    if not pem:
+    """The signer for `Composer(signer=...)`: one DKIM-Signature per key in the key file."""
+    keys = selectors(keyring.dkim_private_pem, selector)
+    if not keys:
         raise ConfigError("dkim.enabled is true but the key file holds no DKIM key", rules=("STD-4",),
-                          hint="create one with `mailer init --dkim`, or set dkim.enabled = false")
-    return DKIMSigner(pem, domain=domain, selector=selector)
+                          hint=ADD_HINT + ", or set dkim.enabled = false")
+    signers = [DKIMSigner(pem, domain=domain, selector=sel) for sel, _kind, pem in keys]
+    if len(signers) == 1:
+        return signers[0]
+
+    def sign_all(message: bytes) -> bytes:
+        return b"".join(s(message) for s in signers)
+
+    return sign_all

@@ -16,6 +16,7 @@
     ├── StateError                    an operation not allowed in the current state
     └── TransportError                SMTP delivery (.code: SMTP reply code if any)
         ├── TLSPolicyError            TLS-1..TLS-4 not met: abort before MAIL FROM
+        ├── AuthenticationError       530/535 at login: pause, never retry per recipient
         ├── TemporaryDeliveryError    4xx, timeout, disconnect: retry later
         └── PermanentDeliveryError    5xx: do not retry
 
@@ -162,6 +163,11 @@ class TLSPolicyError(TransportError):
 
 class TemporaryDeliveryError(TransportError):
     pass
+
+
+class AuthenticationError(TransportError):
+    """The relay refused the login (530/534/535): every message would fail the same way,
+    and retrying locks the account, so the run pauses on the first one."""
 
 
 class PermanentDeliveryError(TransportError):

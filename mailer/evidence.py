@@ -23,6 +23,7 @@ from typing import Any
 
 from sqlalchemy import select
 
+from mailer.campaigns import APPROVED_STATES
 from mailer.campaigns import get as get_campaign
 from mailer.errors import MailerError
 from mailer.ledger import APPROVAL, AUDIENCE, DATA_EXPORT, SEND, SKIP, Event
@@ -30,7 +31,7 @@ from mailer.ledger_query import Filters, entries, record
 from mailer.models import Approval
 from mailer.preview import render_preview
 from mailer.runtime import Runtime
-from mailer.templates import TEMPLATE_FILES, compile_template, content_hash
+from mailer.templates import compile_template, content_hash
 
 _AP = Approval.__table__  # type: ignore[attr-defined]
 _OUTCOMES = ("sent", "failed", "uncertain")  # a recipient's final send outcomes (deferred is an attempt)
@@ -40,8 +41,8 @@ README = """Evidence package for campaign {id} ({name}), made {made} UTC by {act
 campaign.json            the campaign record: purpose, status, template/segment/audience hashes
 approvals.jsonl          approval and rejection entries from the ledger
 approval_records.json    the approval records, each bound to the template and segment hash it saw
-template/hash.json       the approved hash, the hash of the files today, and the hashes sent
-template/source/*        the template files (the copy the hashes are computed over)
+template/hash.json       the submitted hash and whether an approval covers it, the files on disk, the hashes sent
+template/source/*        the submitted template files, from the database (the hashes are computed over them)
 sample/sample.eml        the message as composed for a synthetic contact ("Sample Patient")
 sample/sample.html       its HTML part
 segment/snapshot.json    segment file hash and the audience snapshot(s) frozen from it
@@ -68,6 +69,11 @@ class EvidenceResult:
     seq: int  # the data-export entry
     head_seq: int = 0  # the verified ledger head the package was made against (an auditor keeps it)
     head_hash: str = ""
+    missing: tuple[str, ...] = ()  # what the package lacks: it is incomplete (exit 1)
+
+    @property
+    def complete(self) -> bool:
+        return self.verified and not self.missing
 
 
 class _Zip:
@@ -119,6 +125,8 @@ def write_evidence(rt: Runtime, campaign_id: int, out: Path, *, actor: str | Non
     made = utcnow()
     out.parent.mkdir(parents=True, exist_ok=True)
     partial = out.with_name(out.name + ".partial")
+    os.close(os.open(partial, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600))  # it lists ids: private
+    os.chmod(partial, 0o600)
     with zipfile.ZipFile(partial, "w", compression=zipfile.ZIP_DEFLATED) as zf:
         z = _Zip(zf)
         z.put("README.txt", README.format(id=campaign.id, name=campaign.name, made=made.isoformat(timespec="seconds"),
@@ -143,9 +151,15 @@ def write_evidence(rt: Runtime, campaign_id: int, out: Path, *, actor: str | Non
             ]
         z.put_json("approval_records.json", approvals)
 
-        # template: hash, source, sample
-        tpath = Path(campaign.template)
-        current = content_hash(tpath) if (tpath / "template.toml").exists() else None
+        # template: hash, source, sample -- from the submitted content in the database,
+        # never from the current folder (issue 15)
+        from mailer import snapshots
+
+        content = snapshots.stored(rt.engine, campaign_id, campaign.template_hash, campaign.segment_hash)
+        legacy = content is None
+        tpath, spath = Path(campaign.template), Path(campaign.segment)
+        if legacy and (tpath / "template.toml").exists() and spath.is_file():
+            content = snapshots.read_content(tpath, spath)
         sent_hashes: Counter[str] = Counter()
         audience: list[dict[str, Any]] = []
         kinds: Counter[str] = Counter()
@@ -161,35 +175,45 @@ def write_evidence(rt: Runtime, campaign_id: int, out: Path, *, actor: str | Non
                 if r.contact_id in final and final[r.contact_id] != "uncertain":
                     duplicates.append(r.contact_id)
                 final[r.contact_id] = f"{r.kind}:{r.outcome}" if r.kind == SEND else SKIP
+        # only a hash an approval record holds is "approved"; a submitted one awaiting review is not
+        approved_hashes = sorted({a["template_hash"] for a in approvals if a["decision"] == "approved"})
+        latest_approved = next((a for a in reversed(approvals) if a["decision"] == "approved"), None)
+        approved_now = (latest_approved is not None and campaign.status in APPROVED_STATES
+                        and latest_approved["template_hash"] == campaign.template_hash)
+        on_disk = None
+        try:
+            on_disk = content_hash(tpath) if (tpath / "template.toml").exists() else None
+        except OSError:
+            pass
         z.put_json("template/hash.json", {
-            "approved_template_hash": campaign.template_hash,
-            "approval_record_hashes": sorted({a["template_hash"] for a in approvals}),
-            "current_files_hash": current,
-            "current_files_match": current == campaign.template_hash,
+            "approved_template_hash": campaign.template_hash if approved_now else None,
+            "submitted_template_hash": campaign.template_hash,
+            "submitted_hash_is_approved": approved_now,
+            "approval_record_hashes": approved_hashes,
+            "current_files_hash": on_disk,  # the folder on disk today (informative: sends use the stored copy)
+            "current_files_match": on_disk == campaign.template_hash,
             "hashes_in_send_entries": dict(sent_hashes),
-            "all_sends_used_the_approved_hash": set(sent_hashes) <= {campaign.template_hash},
+            "all_sends_used_the_approved_hash": set(sent_hashes) <= set(approved_hashes),
         })
-        if current is not None:
-            for name in TEMPLATE_FILES:
-                if (tpath / name).exists():
-                    z.put(f"template/source/{name}", (tpath / name).read_bytes())
+        missing: list[str] = []
+        if content is not None:
+            for name, data in content.template_files.items():
+                z.put(f"template/source/{name}", data)
             try:
-                eml, html = _sample(rt, campaign, compile_template(tpath))
+                tdir, _seg = snapshots.materialize(content)
+                eml, html = _sample(rt, campaign, compile_template(tdir))
                 z.put("sample/sample.eml", eml)
                 z.put("sample/sample.html", html)
             except MailerError as err:
                 z.put("sample/ERROR.txt", f"the sample could not be rendered: {err}\n")
+                missing.append(f"sample ({err.message})")
+            z.put("segment/source.toml", content.segment)
         else:
             z.put("sample/ERROR.txt", "the template folder is no longer at the recorded path\n")
-
-        spath = Path(campaign.segment)
-        if spath.is_file():
-            z.put("segment/source.toml", spath.read_bytes())
-        from mailer.segments import segment_hash
-
+            missing += [f"template source ({tpath} not found)", f"segment source ({spath} not found)"]
         z.put_json("segment/snapshot.json", {
             "segment_hash": campaign.segment_hash,
-            "current_file_hash": segment_hash(spath.read_bytes()) if spath.is_file() else None,
+            "stored_content_hash": content.segment_hash if content is not None else None,
             "audience_hash": campaign.audience_hash,
             "audience_entries": audience,
         })
@@ -218,6 +242,7 @@ def write_evidence(rt: Runtime, campaign_id: int, out: Path, *, actor: str | Non
                                rule_ids=("SEC-5",), detail={"files": files, "entries": n, "through_seq": through,
                                                             "manifest_sha256": manifest_sha,
                                                             "sha256": zip_sha.hexdigest(),
-                                                            "verified": verification.ok})])[0]
+                                                            "verified": verification.ok,
+                                                            "missing": missing})])[0]
     return EvidenceResult(out, files, n, zip_sha.hexdigest(), manifest_sha, verification.ok, seq,
-                          verification.last_seq, verification.last_hash)
+                          verification.last_seq, verification.last_hash, tuple(missing))

@@ -123,8 +123,9 @@ def build_report(ledger: Ledger, quarter: str, *, verify: bool = True) -> Quarte
     with ledger.engine.connect() as conn:
         kinds = conn.execute(select(_T.c.kind, _T.c.outcome, func.count()).where(*in_q)
                              .group_by(_T.c.kind, _T.c.outcome)).all()
-        rules = conn.execute(select(_T.c.kind, _T.c.rule_ids, func.count()).where(*in_q, _T.c.kind.in_((SKIP, REFUSAL)))
-                             .group_by(_T.c.kind, _T.c.rule_ids)).all()
+        rules = conn.execute(select(_T.c.kind, _T.c.rule_ids, _T.c.relay, func.count())
+                             .where(*in_q, _T.c.kind.in_((SKIP, REFUSAL)))
+                             .group_by(_T.c.kind, _T.c.rule_ids, _T.c.relay)).all()
         approvers = conn.execute(select(_T.c.actor, func.count()).where(*in_q, _T.c.kind == APPROVAL)
                                  .group_by(_T.c.actor)).all()
         failures = conn.execute(select(_T.c.actor, func.count()).where(
@@ -154,8 +155,10 @@ def build_report(ledger: Ledger, quarter: str, *, verify: bool = True) -> Quarte
     rep.key_rotations = rep.by_kind.get(KEY_ROTATION, 0)
     rep.access = dict(sorted(grouped.get(ACCESS, {}).items()))
     rep.failed_sign_ins = dict(sorted((a or "unknown account", n) for a, n in failures))
-    rep.skips_by_rule = _by_rule([(r, n) for k, r, n in rules if k == SKIP])
-    rep.refusals_by_rule = _by_rule([(r, n) for k, r, n in rules if k == REFUSAL])
+    rep.skips_by_rule = _by_rule([(r, n) for k, r, _relay, n in rules if k == SKIP])
+    # a refusal of the relay itself (TLS-1..3 at connect) names the relay it refused
+    rep.refusals_by_rule = _by_rule([(",".join(f"{x} relay {relay}" if relay else x for x in (r or "-").split(",")), n)
+                                     for k, r, relay, n in rules if k == REFUSAL])
     rep.approvers = {a or "-": n for a, n in approvers}
     lines: dict[int, CampaignLine] = {}
     for cid, kind, outcome, n in per_campaign:

@@ -119,6 +119,21 @@ class Campaign(SQLModel, table=True):
     updated_at: NaiveDatetime = Field(default_factory=utcnow)
 
 
+class CampaignSnapshot(SQLModel, table=True):
+    """The content a campaign was submitted with (template files, segment file), so sending,
+    checking and evidence never depend on the files on disk or the current folder (SEC-6)."""
+
+    __tablename__ = "campaign_snapshot"
+
+    id: int | None = Field(default=None, primary_key=True)
+    campaign_id: int = Field(foreign_key="campaign.id", index=True)
+    template_hash: str = Field(max_length=64)
+    segment_hash: str = Field(max_length=64)
+    template_files: str = Field(sa_column=Column(Text, nullable=False))  # JSON {file name: base64 bytes}
+    segment_source: str = Field(sa_column=Column(Text, nullable=False))  # base64 of the segment file's bytes
+    created_at: NaiveDatetime = Field(default_factory=utcnow)
+
+
 class Approval(SQLModel, table=True):
     """A reviewer's decision, bound to the content hashes it saw (SEC-6)."""
 

@@ -31,6 +31,7 @@ waits for it, so the same work took ~40% more CPU per message. Each slice is bou
 from __future__ import annotations
 
 import asyncio
+import os
 import random
 import time
 from collections import deque
@@ -46,6 +47,7 @@ from mailer.bounces.verp import new_return_token, return_path
 from mailer.compose import Composer, OutboundMessage
 from mailer.crypto import Keyring, new_token
 from mailer.errors import (
+    AuthenticationError,
     MailerError,
     PermanentDeliveryError,
     TemporaryDeliveryError,
@@ -114,6 +116,8 @@ class Summary:
     paused_rules: tuple[str, ...] = ()
     elapsed: float = 0.0
     dry_run: bool = False
+    failures: dict[str, int] = field(default_factory=dict)  # reason (no PHI) -> count, for the report
+    interrupted: str = ""  # "SIGINT" / "SIGTERM": an operator stopped the run
 
     @property
     def skipped_total(self) -> int:
@@ -183,6 +187,15 @@ class Sender:
         self.progress = progress
         self.progress_seconds = progress_seconds
         self._fast: tuple[SendPlan, FastTemplate] | None = None
+        self._stop_run: Callable[[str], None] | None = None
+        self._interrupted = ""
+
+    def interrupt(self, signal_name: str) -> None:
+        """Ctrl-C / SIGTERM: stop claiming; in-flight messages finish and are recorded
+        (before the run starts: it stops as soon as it does, having claimed nobody)."""
+        self._interrupted = self._interrupted or signal_name
+        if self._stop_run is not None:
+            self._stop_run(signal_name)
 
     # -- preparation (worker thread) ----------------------------------------------------
     def _prepare(self, plan: SendPlan, batch: Sequence[dq.Claimed],
@@ -367,6 +380,14 @@ class Sender:
                 db_wake.set()
                 prod_wake.set()
 
+        def interrupted(signal_name: str) -> None:
+            summary.interrupted = signal_name
+            pause(f"run stopped: interrupted ({signal_name})", ())
+
+        self._stop_run = interrupted
+        if self._interrupted:
+            interrupted(self._interrupted)
+
         async def producer() -> None:
             after = 0
             try:
@@ -449,6 +470,8 @@ class Sender:
             queue.put_nowait(it)
 
         def give_up(it: _Item, err: TransportError) -> None:
+            reason = " ".join(err.message.split())[:200]
+            summary.failures[reason] = summary.failures.get(reason, 0) + 1
             bounce = it.recipient_hash if isinstance(err, RecipientRejected) else None
             ev = self._event(plan, it, dq.FAILED, None, err, rules=("BNC-1",) if bounce else ())
             finish(dq.Outcome(it.claimed.delivery_id, dq.FAILED, ev, err.code, bounce_hash=bounce))
@@ -479,6 +502,10 @@ class Sender:
                     finish(dq.Outcome(it.claimed.delivery_id, dq.PENDING))
                     pause(err.message, err.rules or ("TLS-1",))
                     continue
+                except AuthenticationError as err:  # every message would fail alike: pause on the first
+                    finish(dq.Outcome(it.claimed.delivery_id, dq.PENDING))
+                    pause(err.message, err.rules or ("SEC-8",))
+                    continue
                 except TemporaryDeliveryError as err:
                     st["consecutive"] += 1
                     if st["consecutive"] >= opts.pause_after_failures:
@@ -508,6 +535,7 @@ class Sender:
         finally:
             if outcomes or skips:  # an error above: keep what is known
                 dq.commit_cycle(self.engine, self.ledger, outcomes=outcomes[:], skips=skips[:], statuses=statuses)
+            self._stop_run = None
             summary.elapsed = time.perf_counter() - started
             report(force=True)
         return summary
@@ -522,14 +550,17 @@ class Sender:
         """
         summary = Summary(plan.campaign_id, plan.run, dry_run=True)
         started = time.perf_counter()
-        out_dir.mkdir(parents=True, exist_ok=True)
+        out_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
+        os.chmod(out_dir, 0o700)  # the .eml files hold addresses and names: private folder, private files
         for page in dq.iter_send_pages(self.engine, plan.campaign_id, plan.run, statuses=statuses):
             items, skips = self._prepare(plan, *self._ahead(page, dry_run=True))
             for s in skips:
                 key = ",".join(s.event.rule_ids) if s.event else "-"
                 summary.skipped[key] = summary.skipped.get(key, 0) + 1
             for it in items:
-                (out_dir / f"{it.claimed.delivery_id}.eml").write_bytes(it.message.data)
+                fd = os.open(out_dir / f"{it.claimed.delivery_id}.eml", os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+                with os.fdopen(fd, "wb") as fh:
+                    fh.write(it.message.data)
                 summary.sent += 1
             if self.progress:
                 summary.elapsed = time.perf_counter() - started

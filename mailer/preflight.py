@@ -2,6 +2,7 @@
 
 Gates, each with its rule ID and the fix (rules.md):
     approval   SEC-6   a valid approval by someone other than the author, for the current hashes
+    files      SEC-6   (warning) files edited on disk since submission are a new version, not sent
     purpose    MKT-*   the classification's needs are met (third party named, matching scope)
     lint       PHI-*.. the template lint has no error that a reviewed waiver does not cover
     segment    SEG-*   the segment plan is allowed (and, with counts, SEG-4 has authorized contacts)
@@ -9,6 +10,8 @@ Gates, each with its rule ID and the fix (rules.md):
     postal     SPAM-8  the center's postal address is set
     unsubscribe STD-3  the unsubscribe base URL is https and yields a valid one-click header
     tls        TLS-1   TLS is required (STARTTLS or implicit), certificates verified
+    login      SEC-8   a relay username comes with a non-empty password variable
+    connection SEC-8   (`check --connect` only) the relay answers, TLS and AUTH complete
     dkim       STD-4   a DKIM key is present when DKIM is enabled (a warning when disabled)
 
 `require` is what every send path calls (`sending.send`, the scheduler, the worker): it
@@ -25,7 +28,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from mailer import approvals, campaigns, vendors
+from mailer import approvals, campaigns, snapshots, vendors
 from mailer.errors import ComplianceRefusal, MailerError, StateError
 from mailer.ledger import CAMPAIGN, REFUSAL, Event
 from mailer.models import Campaign, utcnow
@@ -99,7 +102,7 @@ def _guard(name: str, rule: str, fn: Callable[[], Gate]) -> Gate:
 
 def approval_gate(rt: Runtime, c: Campaign) -> Gate:
     a = approvals.latest(rt, c.id or 0)
-    refusals = approvals.approval_refusals(c, a, campaigns.current_hashes(c))
+    refusals = approvals.approval_refusals(c, a, campaigns.current_hashes(c, rt))
     return _gate("approval", "SEC-6", refusals,
                  f"approved by {a.reviewer} (approval {a.id}) for template {c.template_hash[:12]}, "
                  f"segment {c.segment_hash[:12]}" if a else "")
@@ -115,7 +118,7 @@ def purpose_gate(rt: Runtime, c: Campaign) -> Gate:
 
 
 def lint_gate(rt: Runtime, c: Campaign) -> Gate:
-    findings = approvals.lint_findings(rt, Path(c.template))
+    findings = approvals.lint_findings(rt, snapshots.source(rt, c).template)
     blocking = [f for f in findings if f.severity == ERROR and not f.waived]
     waived = sum(1 for f in findings if f.waived)
     refusals = []
@@ -133,10 +136,10 @@ def segment_gate(rt: Runtime, c: Campaign, *, count: bool) -> Gate:
     if count:
         from mailer.sending import check_segment
 
-        _plan, counts, refusals = check_segment(rt, Path(c.segment))
+        _plan, counts, refusals = check_segment(rt, snapshots.source(rt, c).segment)
         return _gate("segment", "SEG-1", refusals, f"segment {counts.segment}: {counts.matched} matched of "
                      f"{counts.considered} considered, {counts.suppressed} suppressed")
-    plan = plan_segment(load_segment(Path(c.segment), rt.settings.fields))
+    plan = plan_segment(load_segment(snapshots.source(rt, c).segment, rt.settings.fields))
     return _gate("segment", "SEG-1", list(plan.refusals), f"segment {plan.segment.name}: plan allowed "
                  "(SEG-4 counts are checked when the audience is frozen)")
 
@@ -195,26 +198,85 @@ def tls_gate(rt: Runtime) -> Gate:
     return _gate("tls", "TLS-1", refusals, f"{s.tls} required, certificates verified, TLS 1.2 minimum")
 
 
+def files_gate(rt: Runtime, c: Campaign) -> Gate:
+    """SEC-6: the submitted content is what is sent; files edited on disk since are a new
+    version (a warning naming both hashes, never a silent change or a revoked approval)."""
+    if not snapshots.has_snapshot(rt, c):
+        return Gate("files", "SEC-6", True, "campaign made before content snapshots: the files on disk are used")
+    drifts = snapshots.drift(c)
+    edited = [d for d in drifts if d.on_disk is not None]
+    if not edited:
+        where = "; ".join(d.message(c.id or 0) for d in drifts) or "the files on disk match it"
+        return Gate("files", "SEC-6", True, f"sending the submitted content; {where}", severity=WARNING)
+    refusals = tuple(Refusal("SEC-6", d.message(c.id or 0), f"mailer campaign submit {c.id} (then a new approval), "
+                             "or restore the file") for d in edited)
+    return Gate("files", "SEC-6", False, "; ".join(r.reason for r in refusals), refusals, WARNING)
+
+
+def login_gate(rt: Runtime) -> Gate:
+    """SEC-8: a relay login with an empty password fails every message; say so by name now."""
+    s = rt.settings.smtp
+    if not s.username:
+        return Gate("login", "SEC-8", True, "no relay login configured")
+    refusals = []
+    if s.password() is None:
+        refusals.append(Refusal("SEC-8", f"smtp.username is set but the password variable {s.password_env} is empty "
+                                "or not set", f"export {s.password_env}=... in the sender's environment "
+                                "(or set smtp.password_env to the variable that holds it)"))
+    return _gate("login", "SEC-8", refusals, f"relay login as {s.username} (password from {s.password_env})")
+
+
+def connection_gate(rt: Runtime) -> Gate:
+    """The probe a send makes before claiming anyone: connect, TLS, AUTH (`check --connect`)."""
+    import asyncio
+
+    from mailer.errors import TransportError
+
+    transport = rt.transport()
+
+    async def go() -> str:
+        try:
+            return await transport.probe()
+        finally:
+            await transport.close()
+
+    try:
+        agreed = asyncio.run(go())
+    except TransportError as err:
+        rule = (err.rules or ("SEC-8",))[0]
+        return Gate("connection", rule, False, err.message,
+                    (Refusal(rule, err.message, err.hint or "check smtp.host, smtp.port and the network path"),))
+    return Gate("connection", "SEC-8", True, f"connected to {transport.relay}: {agreed}"
+                + (", login accepted" if transport.username else ""))
+
+
 def dkim_gate(rt: Runtime) -> Gate:
     d = rt.settings.dkim
     if not d.enabled:
         return Gate("dkim", "STD-4", False, "DKIM signing is disabled",
                     (Refusal("STD-4", "DKIM signing is disabled",
-                             "mailer init --dkim, publish the key, set dkim.enabled = true"),), WARNING)
+                             "mailer keys add-dkim --type rsa --type ed25519, publish what `mailer dkim` prints, set dkim.enabled = true"),), WARNING)
     refusals = []
     if not rt.keyring.dkim_private_pem:
-        refusals.append(Refusal("STD-4", "dkim.enabled but the key file holds no DKIM key", "mailer init --dkim"))
+        refusals.append(Refusal("STD-4", "dkim.enabled but the key file holds no DKIM key",
+                                "mailer keys add-dkim --type rsa --type ed25519, then publish what `mailer dkim` prints"))
     if not d.domain or not d.selector:
         refusals.append(Refusal("STD-4", "dkim.domain and dkim.selector must be set", "set both in [dkim]"))
-    return _gate("dkim", "STD-4", refusals, f"DKIM key present for {d.selector}._domainkey.{d.domain}")
+    from mailer.dkim import selectors
+
+    keys = ", ".join(f"{sel}._domainkey.{d.domain} ({kind})" for sel, kind, _ in
+                     selectors(rt.keyring.dkim_private_pem, d.selector)) if not refusals else ""
+    return _gate("dkim", "STD-4", refusals, f"DKIM keys: {keys}")
 
 
-def evaluate(rt: Runtime, campaign: Campaign, *, at: datetime | None = None, count: bool = False) -> Report:
+def evaluate(rt: Runtime, campaign: Campaign, *, at: datetime | None = None, count: bool = False,
+             connect: bool = False) -> Report:
     """Every gate, whatever the others say (one report). `count` evaluates the audience (SEG-4)."""
     at = at or utcnow()
     report = Report(campaign.id or 0, campaign.status)
     report.gates = [
         _guard("approval", "SEC-6", lambda: approval_gate(rt, campaign)),
+        _guard("files", "SEC-6", lambda: files_gate(rt, campaign)),
         _guard("purpose", "MKT-1", lambda: purpose_gate(rt, campaign)),
         _guard("lint", "PHI-1", lambda: lint_gate(rt, campaign)),
         _guard("segment", "SEG-1", lambda: segment_gate(rt, campaign, count=count)),
@@ -222,20 +284,25 @@ def evaluate(rt: Runtime, campaign: Campaign, *, at: datetime | None = None, cou
         _guard("postal", "SPAM-8", lambda: postal_gate(rt)),
         _guard("unsubscribe", "STD-3", lambda: unsubscribe_gate(rt)),
         _guard("tls", "TLS-1", lambda: tls_gate(rt)),
+        _guard("login", "SEC-8", lambda: login_gate(rt)),
         _guard("dkim", "STD-4", lambda: dkim_gate(rt)),
     ]
+    if connect:
+        report.gates.append(_guard("connection", "SEC-8", lambda: connection_gate(rt)))
     return report
 
 
-def check(rt: Runtime, campaign_id: int, *, actor: str | None = None, count: bool = True) -> Report:
-    """`mailer campaign check`: invalidate on changed content, then report every gate."""
+def check(rt: Runtime, campaign_id: int, *, actor: str | None = None, count: bool = True,
+          connect: bool = False) -> Report:
+    """`mailer campaign check`: invalidate on changed content, then report every gate
+    (`connect`: also open a connection to the relay, as a send does first)."""
     c = campaigns.invalidate_if_changed(rt, campaigns.get(rt, campaign_id), actor=actor)
-    return evaluate(rt, c, count=count)
+    return evaluate(rt, c, count=count, connect=connect)
 
 
 def require(rt: Runtime, campaign: Campaign, *, actor: str | None = None) -> None:
     """Raise ComplianceRefusal naming each failing gate's rule ID and fix."""
-    if campaign.status in ("paused", "cancelled"):
+    if campaign.status in ("paused", "cancelled") and not campaigns.stopped_by_run(campaign):
         raise StateError(f"campaign {campaign.id} is {campaign.status}",
                          hint="resume it first: mailer campaign resume ID" if campaign.status == "paused" else "")
     campaign = campaigns.invalidate_if_changed(rt, campaign, actor=actor)

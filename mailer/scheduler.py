@@ -90,6 +90,55 @@ def make_scheduler(rt: Runtime, *, misfire_grace: int = DEFAULT_MISFIRE_GRACE, t
     )
 
 
+_DAYS = ("sun", "mon", "tue", "wed", "thu", "fri", "sat")
+
+
+def _day(token: str) -> int:
+    t = token.strip().lower()
+    if t[:3] in _DAYS and len(t) >= 3:
+        return _DAYS.index(t[:3])
+    n = int(t)  # ValueError: not a day
+    if not 0 <= n <= 7:
+        raise ValueError(f"day of week {n} is out of range 0-7")
+    return n % 7
+
+
+def crontab_dow(field: str) -> str:
+    """A crontab(5) day-of-week field (0 or 7 = Sunday, 1 = Monday) as APScheduler day
+    names: APScheduler's own numbers start at Monday = 0, so `0 9 * * 1` would otherwise
+    fire on Tuesdays."""
+    if field.strip() == "*":
+        return "*"
+    days: set[int] = set()
+    for part in field.split(","):
+        rng, _, step_s = part.partition("/")
+        step = int(step_s) if step_s else 1
+        if step < 1:
+            raise ValueError(f"step {step} must be 1 or more")
+        if rng == "*":
+            lo, hi = 0, 6
+        elif "-" in rng:
+            a, b = rng.split("-", 1)
+            lo, hi = _day(a), _day(b)
+            if b.strip() == "7":
+                hi = 7
+            if hi < lo:
+                raise ValueError(f"day range {rng} runs backwards")
+        else:
+            lo = _day(rng)
+            hi = 6 if step_s else lo
+        days.update(d % 7 for d in range(lo, hi + 1, step))
+    return ",".join(_DAYS[d] for d in sorted(days))
+
+
+def crontab_to_apscheduler(cron: str) -> str:
+    fields = cron.split()
+    if len(fields) != 5:
+        raise ValueError(f"wrong number of fields; got {len(fields)}, expected 5")
+    fields[4] = crontab_dow(fields[4])
+    return " ".join(fields)
+
+
 def trigger_for(*, at: datetime | None, cron: str | None, tz: str) -> Any:
     """`at` is naive UTC; `cron` a five-field crontab in the center's time zone."""
     from apscheduler.triggers.cron import CronTrigger
@@ -97,10 +146,11 @@ def trigger_for(*, at: datetime | None, cron: str | None, tz: str) -> Any:
 
     if cron:
         try:
-            return CronTrigger.from_crontab(cron, timezone=ZoneInfo(tz))
+            return CronTrigger.from_crontab(crontab_to_apscheduler(cron), timezone=ZoneInfo(tz))
         except ValueError as err:
             raise InputError(f"cron expression {cron!r} is not valid: {err}",
-                             hint='five fields, e.g. "0 9 * * MON" (use day names: APScheduler counts MON as 0)') from None
+                             hint='five fields as in crontab(5), e.g. "0 9 * * 1" or "0 9 * * MON" '
+                             "(Mondays at 09:00, center time zone)") from None
     assert at is not None
     return DateTrigger(run_date=at.replace(tzinfo=UTC), timezone=ZoneInfo(tz))
 
@@ -264,7 +314,9 @@ def log_carry_over(rt: Runtime, campaign: Campaign, run: int, *, at: datetime | 
         return 0
     rows = contacts_by_id(rt.engine, gone)
     suppressed = suppressed_among(rt.engine, (r.email_hash for r in rows.values()))
-    plan = plan_segment(load_segment(Path(campaign.segment), rt.settings.fields))
+    from mailer.snapshots import source
+
+    plan = plan_segment(load_segment(source(rt, campaign).segment, rt.settings.fields))
     scope = plan.segment.scope if plan.requires_authorization else None
     # Decrypted only for the scope, and not for those already explained by an opt-out.
     judged = [c for c in gone if c in rows and rows[c].email_hash not in suppressed]
@@ -345,9 +397,14 @@ class Worker:
                 sending.prepare(rt, c, actor=self.name)  # a fresh audience for this run
                 log_carry_over(rt, c, c.run)
             transport = self.transport_factory() if self.transport_factory else None
+            log.info("campaign %s run %s: starting%s", campaign_id, c.run, " (resuming)" if resume else "")
             summary = asyncio.run(sending.send(rt, campaign_id, actor=self.name, transport=transport))
-            log.info("campaign %s run %s: %s sent, %s skipped, %s failed", campaign_id, summary.run,
-                     summary.sent, summary.skipped_total, summary.failed)
+            state = campaigns.get(rt, campaign_id)
+            log.info("campaign %s run %s: finished, %s sent, %s skipped, %s failed, %s uncertain; status %s%s",
+                     campaign_id, summary.run, summary.sent, summary.skipped_total, summary.failed, summary.uncertain,
+                     state.status, f" ({summary.paused})" if summary.paused else "")
+            for reason, n in sorted(summary.failures.items(), key=lambda kv: -kv[1]):
+                log.info("campaign %s run %s: %s x %s", campaign_id, summary.run, n, reason)
         except ComplianceRefusal as err:
             rules = err.rules
             log.warning("campaign %s refused at fire time: %s", campaign_id, ", ".join(rules))

@@ -17,9 +17,15 @@ from sqlalchemy import update
 
 from mailer import preflight as preflight_gates
 from mailer.authorizations import best_validity
-from mailer.campaigns import get, set_status
+from mailer.campaigns import RUN_STOPPED, get, set_status
 from mailer.db import writing
-from mailer.errors import CampaignBusy, ComplianceRefusal, StateError
+from mailer.errors import (
+    CampaignBusy,
+    ComplianceRefusal,
+    StateError,
+    TLSPolicyError,
+    TransportError,
+)
 from mailer.ledger import CAMPAIGN, REFUSAL, Event
 from mailer.locks import NamedLock
 from mailer.models import Campaign, utcnow
@@ -110,11 +116,14 @@ def check_segment(rt: Runtime, segment_path: Path, at: datetime | None = None) -
 
 def prepare(rt: Runtime, campaign: Campaign, *, actor: str | None = None, at: datetime | None = None) -> Prepared:
     """Compile the template, plan the segment, and freeze the audience once per run."""
-    template = compile_template(Path(campaign.template))
+    from mailer.snapshots import source
+
+    src = source(rt, campaign)  # the submitted content, whatever the current folder (SEC-6)
+    template = compile_template(src.template)
     if template.content_hash != campaign.template_hash:
         raise ComplianceRefusal([Refusal("SEC-6", f"campaign {campaign.id}: template changed since it was created",
                                          "re-submit the campaign for approval")])
-    seg_path = Path(campaign.segment)
+    seg_path = src.segment
     if segment_hash(seg_path.read_bytes()) != campaign.segment_hash:
         raise ComplianceRefusal([Refusal("SEC-6", f"campaign {campaign.id}: segment file changed since it was created",
                                          "re-submit the campaign for approval")])
@@ -173,12 +182,16 @@ async def send(rt: Runtime, campaign_id: int, *, transport: Any = None, actor: s
                preflight: Callable[[Runtime, Campaign], None] | None = None,
                statuses: Sequence[str] = (dq.PENDING,),
                dry_run: Path | None = None,
-               clock: Callable[[], datetime] | None = None) -> Summary:
+               clock: Callable[[], datetime] | None = None,
+               on_sender: Callable[[Sender], None] | None = None) -> Summary:
     """Send (or resume) a campaign run. Refusals raise ComplianceRefusal (exit 3).
 
     `statuses` picks the rows to claim: pending (send and resume), uncertain (the
     operator's `resend --uncertain`) or failed (`retry-failed`). `dry_run` writes one
     .eml per recipient into that folder instead of sending, and records nothing as sent.
+    `on_sender` receives the Sender before it runs (the CLI wires Ctrl-C to `interrupt`).
+    A campaign that a run paused itself (interrupted, relay unreachable: reason
+    "run stopped: ...") is continued by sending it again; an operator's pause is not.
     """
     campaign = get(rt, campaign_id)
     if campaign.status in ("done", "cancelled") and tuple(statuses) == (dq.PENDING,) and dry_run is None:
@@ -209,34 +222,50 @@ async def send(rt: Runtime, campaign_id: int, *, transport: Any = None, actor: s
                                 f"`mailer campaign pause {campaign_id}`")
     try:
         return await _send_locked(rt, campaign, transport=transport, actor=actor, progress=progress,
-                                  statuses=statuses, clock=clock)
+                                  statuses=statuses, clock=clock, on_sender=on_sender)
     finally:
         lock.release()
 
 
 async def _send_locked(rt: Runtime, campaign: Campaign, *, transport: Any, actor: str | None,
                        progress: Callable[[Summary], None] | None, statuses: Sequence[str],
-                       clock: Callable[[], datetime] | None) -> Summary:
+                       clock: Callable[[], datetime] | None,
+                       on_sender: Callable[[Sender], None] | None) -> Summary:
     campaign_id = campaign.id or 0
     prepared = prepare(rt, campaign, actor=actor)
     plan = _plan(rt, campaign, prepared)
     if tuple(statuses) != (dq.PENDING,):
         refuse_ledger_sent(rt, campaign_id, campaign.run, statuses, actor=actor)
-    set_status(rt, campaign_id, "sending", actor=actor)
     transport = transport or rt.transport()
     sender = make_sender(rt, campaign_id, transport=transport, progress=progress, clock=clock,
                          template=prepared.template)
+    if on_sender is not None:
+        on_sender(sender)
     try:
+        failed_probe = await probe(transport)
+        if failed_probe is not None:  # nothing claimed: pause with the reason and the rule
+            summary = Summary(campaign_id, campaign.run, paused=failed_probe.message,
+                              paused_rules=failed_probe.rules or ("SEC-8",))
+            if isinstance(failed_probe, TLSPolicyError):
+                _relay_refused(rt, campaign_id, transport, summary, actor)
+            set_status(rt, campaign_id, "paused", RUN_STOPPED + failed_probe.message, actor=actor,
+                       rules=summary.paused_rules)
+            return summary
+        set_status(rt, campaign_id, "sending", actor=actor)
         summary = await sender.run(plan, statuses=statuses)
     finally:
         await transport.close()
+    if summary.paused and any(r.startswith("TLS") for r in summary.paused_rules):
+        _relay_refused(rt, campaign_id, transport, summary, actor)
     if summary.paused:
         if get(rt, campaign_id).status not in ("paused", "cancelled"):  # else an operator already set it
-            set_status(rt, campaign_id, "paused", summary.paused, actor=actor, rules=summary.paused_rules)
+            reason = summary.paused if summary.paused.startswith(RUN_STOPPED) else RUN_STOPPED + summary.paused
+            set_status(rt, campaign_id, "paused", reason, actor=actor, rules=summary.paused_rules)
     else:
         left = dq.counts(rt.engine, campaign_id, campaign.run)
         if not left.get(dq.PENDING) and not left.get(dq.CLAIMED):
-            set_status(rt, campaign_id, "done", actor=actor)
+            problems = ", ".join(f"{left[k]} {k}" for k in (dq.FAILED, dq.UNCERTAIN) if left.get(k))
+            set_status(rt, campaign_id, "done", f"with problems: {problems}" if problems else "", actor=actor)
     return summary
 
 
@@ -267,3 +296,26 @@ def refuse_ledger_sent(rt: Runtime, campaign_id: int, run: int, statuses: Sequen
                                                  "why": "the ledger records this recipient as sent"})
                                    for r in rows])
     return clash
+
+
+def _relay_refused(rt: Runtime, campaign_id: int, transport: Any, summary: Summary, actor: str | None) -> None:
+    """A relay that failed a TLS rule is a refusal (counted by rule, relay named, in the
+    quarterly report), besides the campaign's pause."""
+    rt.ledger.append([Event(kind=REFUSAL, outcome="relay", campaign_id=campaign_id, actor=actor,
+                            relay=getattr(transport, "relay", None), rule_ids=summary.paused_rules,
+                            detail={"gate": "relay-tls", "reason": summary.paused[:200]})])
+
+
+async def probe(transport: Any) -> TransportError | None:
+    """One connection with TLS (and AUTH when configured) before anyone is claimed.
+
+    Returns the error that stops the run, or None. A transport without `probe` (a test
+    double) is taken as reachable."""
+    check = getattr(transport, "probe", None)
+    if check is None:
+        return None
+    try:
+        await check()
+    except TransportError as err:
+        return err
+    return None

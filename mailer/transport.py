@@ -9,6 +9,7 @@ MAIL FROM. aiosmtplib's errors are translated to ours in exactly one place.
 from __future__ import annotations
 
 import asyncio
+import errno
 import ssl
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -19,6 +20,7 @@ import aiosmtplib
 
 from mailer.compose import OutboundMessage
 from mailer.errors import (
+    AuthenticationError,
     PermanentDeliveryError,
     TemporaryDeliveryError,
     TLSPolicyError,
@@ -67,6 +69,7 @@ class RecipientRejected(PermanentDeliveryError):
 
 
 _NO_SUCH_ADDRESS = (550, 551, 553)
+_AUTH_CODES = (530, 534, 535, 538)  # authentication required / failed (RFC 4954)
 
 
 def _classify(err: BaseException, *, connecting: bool = False) -> TransportError:
@@ -89,6 +92,11 @@ def _classify(err: BaseException, *, connecting: bool = False) -> TransportError
         # interferes with STARTTLS): never a reason to go on in clear
         return TLSPolicyError("TLS handshake with the relay failed (no TLS 1.2+ agreed)", rules=("TLS-2",),
                               hint="the relay must offer TLS 1.2 or newer")
+    if isinstance(err, aiosmtplib.SMTPAuthenticationError) or (
+            connecting and isinstance(err, aiosmtplib.SMTPResponseException) and err.code in _AUTH_CODES):
+        return AuthenticationError(f"the relay refused the login ({err.code} {' '.join(str(err.message).split())[:120]})",
+                                   code=err.code, rules=("SEC-8",),
+                                   hint="check smtp.username and the password variable named by smtp.password_env")
     if connecting and type(err) is aiosmtplib.SMTPResponseException:
         return TLSPolicyError(f"relay refused STARTTLS ({err.code}); refusing to send in clear", code=err.code,
                               rules=("TLS-1",), hint="use a relay with working STARTTLS or implicit TLS on port 465")
@@ -110,6 +118,33 @@ def _classify(err: BaseException, *, connecting: bool = False) -> TransportError
     return TransportError(f"{type(err).__name__}")
 
 
+def _reason(err: BaseException) -> str:
+    """A connection failure in words: 'name not known', 'connection refused', 'timed out'."""
+    cur: BaseException | None = err
+    for _ in range(8):
+        if cur is None:
+            break
+        if isinstance(cur, ConnectionRefusedError) or (isinstance(cur, OSError) and cur.errno == errno.ECONNREFUSED):
+            return "connection refused"
+        if isinstance(cur, OSError) and cur.strerror:
+            text = cur.strerror
+            return {"Name or service not known": "name not known",
+                    "nodename nor servname provided, or not known": "name not known",
+                    "Temporary failure in name resolution": "name not known (temporary DNS failure)"}.get(text, text.lower())
+        if isinstance(cur, TimeoutError | asyncio.TimeoutError | aiosmtplib.SMTPTimeoutError):
+            return "timed out"
+        cur = cur.__cause__ or cur.__context__
+    text = str(err)
+    low = text.lower()
+    if "connection refused" in low or "connect call failed" in low or "errno 111" in low:
+        return "connection refused"
+    if "name or service not known" in low or "nodename nor servname" in low or "name resolution" in low:
+        return "name not known"
+    if "timed out" in low or "timeout" in low:
+        return "timed out"
+    return " ".join(text.split())[:160] or type(err).__name__
+
+
 def _caused_by(err: BaseException, kind: type[BaseException]) -> bool:
     seen = 0
     cur: BaseException | None = err
@@ -125,6 +160,9 @@ def _by_code(code: int, text: str, *, at_rcpt: bool = False) -> TransportError:
     text = " ".join(str(text).split())[:200]
     if 400 <= code < 500:
         return TemporaryDeliveryError(f"{code} {text}", code=code)
+    if code in _AUTH_CODES and not at_rcpt:
+        return AuthenticationError(f"the relay refused the login ({code} {text})", code=code, rules=("SEC-8",),
+                                   hint="check smtp.username and the password variable named by smtp.password_env")
     if at_rcpt and (code in _NO_SUCH_ADDRESS or text.startswith("5.1.")):
         return RecipientRejected(f"{code} {text}", code=code, rules=("BNC-1",))
     return PermanentDeliveryError(f"{code} {text}", code=code)
@@ -189,7 +227,10 @@ class SMTPTransport:
             raise
         except Exception as err:
             client.close()
-            raise _classify(err, connecting=True) from err
+            mapped = _classify(err, connecting=True)
+            if type(mapped) is TemporaryDeliveryError:  # say which relay, in words
+                mapped = TemporaryDeliveryError(f"cannot connect to {self.relay}: {_reason(err)}", code=mapped.code)
+            raise mapped from err
         ssl_obj = client.transport.get_extra_info("ssl_object") if client.transport else None
         if ssl_obj is None:  # belt and braces: never MAIL FROM without TLS (TLS-1)
             client.close()
@@ -255,6 +296,18 @@ class SMTPTransport:
         finally:
             self._release(keep)
 
+    async def probe(self) -> str:
+        """Open one connection (TLS, and AUTH when configured) before anyone is claimed.
+
+        The connection stays in the pool for the run. Returns what was agreed, e.g.
+        "TLSv1.3 TLS_AES_256_GCM_SHA384"; raises TLSPolicyError, AuthenticationError or
+        TemporaryDeliveryError("cannot connect to host:port: ...")."""
+        self._ensure_pool()
+        assert self._slots is not None and self._idle is not None
+        conn = await self._acquire()
+        self._release(conn)
+        return f"{conn.tls_version} {conn.tls_cipher}".strip()
+
     async def close(self) -> None:
         for conn in list(self._all):
             try:
@@ -282,6 +335,9 @@ class MemoryTransport:
             raise err
         self.sent.append(message)
         return SendResult(250, "OK queued", "TLSv1.3", "TLS_AES_256_GCM_SHA384")
+
+    async def probe(self) -> str:
+        return "TLSv1.3 TLS_AES_256_GCM_SHA384"
 
     async def close(self) -> None:
         return None

@@ -131,7 +131,7 @@ def dkim_refusals(headers: Sequence[tuple[str, str]], /) -> list[Refusal]:
     """STD-4: a DKIM signature whose h= covers both List-Unsubscribe headers."""
     sigs = [v for k, v in headers if k.lower() == "dkim-signature"]
     if not sigs:
-        return [Refusal("STD-4", "no DKIM signature", "enable dkim and create the key: mailer init --dkim")]
+        return [Refusal("STD-4", "no DKIM signature", "create keys with `mailer keys add-dkim`, publish what `mailer dkim` prints, set dkim.enabled = true")]
     for sig in sigs:
         tags = {}
         for part in "".join(sig.split()).split(";"):

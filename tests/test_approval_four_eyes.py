@@ -74,45 +74,58 @@ def test_waivers_are_shown_and_recorded_with_the_approval(sample_rt, tmp_path) -
     assert detail["waivers"][0]["code"] == "PHI302"
 
 
-async def test_editing_one_character_after_approval_blocks_sending(sample_rt, sink, tmp_path) -> None:
+async def test_editing_one_character_after_approval_sends_the_approved_version_until_resubmitted(
+        sample_rt, sink, tmp_path) -> None:
+    """SEC-6 with content snapshots (issue 15): what was approved is what is sent; the edit
+    on disk is a new version that goes out only after a new submission and approval."""
     tpl = copy_template(tmp_path)
     c = create(sample_rt, template=tpl)
     approve(sample_rt, c.id)
     edit_one_character(tpl)
-    with pytest.raises(ComplianceRefusal) as err:
-        await sending.send(sample_rt, c.id)
-    assert "SEC-6" in err.value.rules
-    assert sink.messages == []
-    after = campaigns.get(sample_rt, c.id)
-    assert after.status == "submitted"  # back to review, bound to the new content
-    assert after.template_hash != c.template_hash
-    assert ledger(sample_rt, kind="campaign", campaign_id=c.id, outcome="submitted")[-1].rule_ids == "SEC-6"
-    # a new approval of the new content lets it go
-    approvals.approve(sample_rt, c.id, reviewer=REVIEWER)
+    report = preflight.check(sample_rt, c.id)
+    files = next(g for g in report.gates if g.name == "files")
+    assert not files.ok and files.severity == "warning" and report.ok
+    assert c.template_hash[:12] in files.detail and "submit" in files.fix
+    assert campaigns.get(sample_rt, c.id).status == "approved"  # the approval is not revoked
     summary = await sending.send(sample_rt, c.id)
     assert summary.sent == len(sink.messages) > 0
+    assert all(b"Quieter" not in m.data for m in sink.messages)  # the approved text, not the edit
+    sends = ledger(sample_rt, kind="send", campaign_id=c.id)
+    assert {r.template_hash for r in sends} == {c.template_hash}
+    # the edit is a new version: submitting binds it, and it needs a new approval
+    campaigns.transition(sample_rt, c.id, "invalidate", actor="marketer")  # done -> submitted for the test's brevity
+    after = campaigns.submit(sample_rt, c.id, actor=AUTHOR)
+    assert after.template_hash != c.template_hash
+    with pytest.raises(ComplianceRefusal) as err:
+        preflight.require(sample_rt, after)
+    assert "SEC-6" in err.value.rules
 
 
-def test_editing_the_segment_after_approval_invalidates_it(sample_rt, tmp_path) -> None:
+def test_submitting_an_edited_segment_needs_a_new_approval(sample_rt, tmp_path) -> None:
     seg = copy_segment(tmp_path)
     c = create(sample_rt, segment=seg)
     approve(sample_rt, c.id)
     seg.write_text(seg.read_text() + "\n# edited\n")
+    preflight.require(sample_rt, campaigns.get(sample_rt, c.id))  # the approved segment is still what counts
+    campaigns.transition(sample_rt, c.id, "invalidate", actor=AUTHOR)
+    after = campaigns.submit(sample_rt, c.id, actor=AUTHOR)
+    assert after.segment_hash != c.segment_hash and after.status == "submitted"
     with pytest.raises(ComplianceRefusal) as err:
-        preflight.require(sample_rt, campaigns.get(sample_rt, c.id))
+        preflight.require(sample_rt, after)
     assert "SEC-6" in err.value.rules
-    assert campaigns.get(sample_rt, c.id).status == "submitted"
 
 
-def test_a_change_between_submit_and_approve_is_refused(sample_rt, tmp_path) -> None:
+def test_approve_sees_what_was_submitted_not_a_later_edit(sample_rt, tmp_path) -> None:
     tpl = copy_template(tmp_path)
     c = create(sample_rt, template=tpl)
     campaigns.submit(sample_rt, c.id, actor=AUTHOR)
     edit_one_character(tpl)
-    with pytest.raises(ComplianceRefusal):
-        approvals.approve(sample_rt, c.id, reviewer=REVIEWER)
+    a, packet = approvals.approve(sample_rt, c.id, reviewer=REVIEWER)
+    assert a.template_hash == packet.template_hash == c.template_hash  # the submitted content, not the edit
+    campaigns.transition(sample_rt, c.id, "invalidate", actor=AUTHOR)
     campaigns.submit(sample_rt, c.id, actor=AUTHOR)  # re-submit binds the new content
     assert approvals.approve(sample_rt, c.id, reviewer=REVIEWER)[0].template_hash == campaigns.get(sample_rt, c.id).template_hash
+    assert campaigns.get(sample_rt, c.id).template_hash != c.template_hash
 
 
 def test_reject_sends_back_to_draft(sample_rt) -> None:

@@ -80,7 +80,7 @@ def test_bad_rows_are_each_reported_and_nothing_is_written(runtime_factory: Any,
         _import(rt, f)
     got = [(p.line, p.field, p.reason) for p in exc.value.problems]
     assert got == [
-        (3, "email", "not a valid address (it needs exactly one @ with text on both sides)"),
+        (3, "email", "not a valid address (it has no @)"),
         (4, "newsletter_opt_in", "expected true/false, yes/no or 1/0"),
         (6, "last_exam_date", "expected an ISO date YYYY-MM-DD"),
         (7, "email", "duplicate of line 2"),
@@ -207,7 +207,7 @@ def test_there_is_no_command_that_exports_contacts_to_a_third_party() -> None:
 
     group = typer.main.get_command(app)
     contacts = group.commands["contacts"]  # type: ignore[attr-defined]
-    assert set(contacts.commands) == {"import", "backup", "restore"}  # type: ignore[attr-defined]
+    assert set(contacts.commands) == {"import", "count", "backup", "restore"}  # count: numbers only  # type: ignore[attr-defined]
     assert not any("export" in name for name in group.commands)  # type: ignore[attr-defined]
 
 

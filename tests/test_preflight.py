@@ -13,7 +13,7 @@ from mailer.errors import ComplianceRefusal
 from tests.helpers_accounts import cli_env
 from tests.helpers_workflow import AUTHOR, approved, create, write_config
 
-GATES = ["approval", "purpose", "lint", "segment", "relay", "postal", "unsubscribe", "tls", "dkim"]
+GATES = ["approval", "files", "purpose", "lint", "segment", "relay", "postal", "unsubscribe", "tls", "login", "dkim"]
 
 
 def gates(report: preflight.Report) -> dict[str, preflight.Gate]:
@@ -56,7 +56,15 @@ def test_missing_postal_address_is_spam_8(runtime_factory, sink, address) -> Non
 
 
 def test_http_unsubscribe_base_is_std_3(runtime_factory, sink) -> None:
-    rt = runtime_factory(sink, unsubscribe={"base_url": "http://riverside-imaging.example/u/"})
+    from mailer.config import UnsubscribeSettings
+    from mailer.errors import ConfigError
+
+    with pytest.raises(ConfigError) as err:  # refused when the settings load (issue 15)...
+        runtime_factory(sink, unsubscribe={"base_url": "http://riverside-imaging.example/u/"})
+    assert "unsubscribe.base_url" in err.value.message and "STD-3" in err.value.message
+    rt = runtime_factory(sink)  # ...and by the gate, should settings be built some other way
+    object.__setattr__(rt.settings, "unsubscribe",
+                       UnsubscribeSettings.model_construct(base_url="http://riverside-imaging.example/u/", token_days=60))
     c = create(rt)
     g = gates(preflight.evaluate(rt, c))["unsubscribe"]
     assert not g.ok and g.rule == "STD-3"

@@ -93,15 +93,24 @@ def test_scheduling_an_unapproved_campaign_is_a_state_error(sample_rt) -> None:
 
 
 def test_every_gate_is_checked_again_when_the_job_fires(sample_rt, sink, tmp_path) -> None:
+    c = approved(sample_rt)
+    scheduler.schedule(sample_rt, c.id, at=utcnow() + timedelta(hours=1), actor="marketer")
+    sample_rt.settings.center.__dict__["postal_address"] = ""  # a gate fails after approval and scheduling
+    scheduler.Worker(sample_rt, name="w").run_campaign(c.id)  # what the job runs when it fires
+    assert sink.messages == []
+    refused = entries(sample_rt, kind="refusal", campaign_id=c.id)
+    assert refused and "SPAM-8" in refused[-1].rule_ids
+
+
+def test_a_job_fired_from_another_folder_sends_the_approved_content(sample_rt, sink, tmp_path, monkeypatch) -> None:
     tpl = copy_template(tmp_path)
     c = approved(sample_rt, template=tpl)
     scheduler.schedule(sample_rt, c.id, at=utcnow() + timedelta(hours=1), actor="marketer")
-    edit_one_character(tpl)  # after approval and scheduling
-    scheduler.Worker(sample_rt, name="w").run_campaign(c.id)  # what the job runs when it fires
-    assert sink.messages == []
-    assert campaigns.get(sample_rt, c.id).status == "submitted"
-    refused = entries(sample_rt, kind="refusal", campaign_id=c.id)
-    assert refused and "SEC-6" in refused[-1].rule_ids
+    edit_one_character(tpl)  # after approval and scheduling: a new version, not this one
+    monkeypatch.chdir("/")  # a worker started from /
+    scheduler.Worker(sample_rt, name="w").run_campaign(c.id)
+    assert sink.messages and all(b"Quieter" not in m.data for m in sink.messages)
+    assert campaigns.get(sample_rt, c.id).status == "done"
 
 
 def test_fired_one_off_sends_once_and_is_done(sample_rt, sink) -> None:

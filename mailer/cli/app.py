@@ -21,7 +21,20 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
     rich_markup_mode=None,
     add_completion=False,
+    context_settings={"help_option_names": ["-h", "--help"]},
 )
+
+
+def _version(value: bool) -> None:
+    if value:
+        from importlib.metadata import PackageNotFoundError, version
+
+        try:
+            v = version("mailer")
+        except PackageNotFoundError:
+            v = "unknown (not installed)"
+        typer.echo(f"mailer {v}")
+        raise typer.Exit(0)
 
 
 @app.callback()
@@ -29,6 +42,8 @@ def _global(
     ctx: typer.Context,
     config: Annotated[Path | None, typer.Option("--config", "-c", help="Settings file (default: $MAILER_CONFIG, else built-in defaults).", envvar="MAILER_CONFIG")] = None,
     verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Log progress to stderr (never PHI).")] = False,
+    _show_version: Annotated[bool, typer.Option("--version", callback=_version, is_eager=True,
+                                                help="Print the version and exit.")] = False,
 ) -> None:
     st = state(ctx)
     st.config = config

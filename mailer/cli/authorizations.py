@@ -70,12 +70,19 @@ def import_cmd(
     ctx: typer.Context,
     file: Annotated[Path, typer.Argument(help="CSV: email, scope, the 164.508(c) elements and statements, dates.")],
     skip_invalid: Annotated[bool, typer.Option("--skip-invalid", help="Import the good rows; report the bad ones.")] = False,
+    fmt: Annotated[str, typer.Option("--format", help="text or json.")] = "text",
 ) -> None:
     """Import authorization records; each one is a ledger event. Re-importing a file adds nothing."""
+    from mailer.cli.common import check_format
     from mailer.store.auth_records import import_authorizations
 
+    check_format(fmt)
     rt = runtime(ctx)
     report = import_authorizations(rt.engine, rt.keyring, rt.ledger, file, skip_invalid=skip_invalid, actor=act(ctx, Action.AUTHORIZATIONS_IMPORT))
+    if fmt == "json":
+        print_json({"imported": report.imported, "unchanged": report.unchanged,
+                    "problems": [{"line": p.line, "field": p.field, "reason": p.reason} for p in report.problems]})
+        return
     out.print(f"imported {report.imported} authorization(s); {report.unchanged} already on file")
     for p in report.problems:
         out.print(f"  {file}:{p.line}: {p.field}: {p.reason}", markup=False)
@@ -162,6 +169,7 @@ def revoke_cmd(
         raise InputError("--at is in the future; a revocation takes effect when it is received",
                          rules=("AUTH-7",), hint="give the time the written revocation arrived")
     cid = resolve_contact(ctx, contact)
+    _known_scope(rt, cid, scope)
     ids = revoke(rt.engine, rt.ledger, contact_id=cid, scope=scope, at=when, actor=act(ctx, Action.AUTHORIZATIONS_REVOKE))
     if ids:
         out.print(f"revoked {len(ids)} authorization(s) of contact {cid} for scope {scope}: "
@@ -169,6 +177,24 @@ def revoke_cmd(
     else:
         out.print(f"no authorization of contact {cid} for scope {scope} to revoke; the revocation is recorded "
                   "in the ledger", markup=False)
+
+
+def _known_scope(rt: Any, contact_id: int, scope: str) -> None:
+    """A scope nobody knows is a typo, not a revocation: refuse (exit 2) listing the known
+    scopes and the ones this contact holds, so no authorization stays valid by mistake."""
+    from sqlalchemy import select
+
+    from mailer.authorizations import SCOPES
+    from mailer.models import Authorization
+
+    t = Authorization.__table__  # type: ignore[attr-defined]
+    with rt.engine.connect() as conn:
+        held = sorted({r[0] for r in conn.execute(select(t.c.scope).where(t.c.contact_id == contact_id))})
+    if scope in SCOPES or scope in held:
+        return
+    raise InputError(f"scope {scope!r} is unknown; nothing was revoked",
+                     hint=f"known scopes: {', '.join(SCOPES)}; contact {contact_id} holds: "
+                     f"{', '.join(held) or 'no authorizations'}")
 
 
 @auth_app.command("list")

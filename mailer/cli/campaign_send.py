@@ -3,17 +3,26 @@
 from __future__ import annotations
 
 import asyncio
+import os
+import signal
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
-from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    TextColumn,
+    TimeElapsedColumn,
+    TimeRemainingColumn,
+)
 from rich.table import Table
 
 from mailer import campaigns, sending
 from mailer.accounts.permissions import Action
 from mailer.cli.campaign import campaign_app
-from mailer.cli.common import act, out, runtime
+from mailer.cli.common import act, err, out, print_json, runtime
 from mailer.errors import EXIT_FAILURE, EXIT_REFUSED, InputError
 from mailer.pipeline import Summary
 from mailer.store import deliveries as dq
@@ -44,31 +53,127 @@ def run_send(ctx: typer.Context, campaign_id: int, statuses: tuple[str, ...] = (
              transport: object = None, dry_run: Path | None = None) -> Summary:
     rt = runtime(ctx)
     run = campaigns.get(rt, campaign_id).run
-    with Progress(TextColumn("[bold]{task.description}"), BarColumn(), TextColumn("{task.completed}/{task.total}"),
-                  TextColumn("{task.fields[detail]}"), TimeElapsedColumn(), console=out, transient=True,
-                  disable=not out.is_terminal) as bar:
-        task = bar.add_task("dry run" if dry_run else "sending", total=None, detail="")
+    with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
+                  TextColumn("{task.fields[detail]}"), TimeElapsedColumn(), TimeRemainingColumn(),
+                  console=out, transient=True, disable=not out.is_terminal) as bar:
+        task = bar.add_task("checking gates and freezing the audience", total=None, detail="")
 
         def progress(s: Summary) -> None:
             if bar.tasks[task].total is None:
                 counts = dq.counts(rt.engine, campaign_id, run)
-                bar.update(task, total=s.done + sum(counts.get(st, 0) for st in (*statuses, dq.CLAIMED)))
+                bar.update(task, description="dry run" if dry_run else "sending",
+                           total=s.done + sum(counts.get(st, 0) for st in (*statuses, dq.CLAIMED)))
             bar.update(task, completed=s.done,
                        detail=f"sent {s.sent} skipped {s.skipped_total} failed {s.failed} ({s.rate:.0f}/s)")
 
-        return asyncio.run(sending.send(rt, campaign_id, actor=act(ctx, Action.CAMPAIGN_SEND), progress=progress,
-                                        statuses=statuses, transport=transport, dry_run=dry_run))
+        return asyncio.run(_send_with_signals(rt, campaign_id, actor=act(ctx, Action.CAMPAIGN_SEND), progress=progress,
+                                              statuses=statuses, transport=transport, dry_run=dry_run))
 
 
-def _report(s: Summary) -> None:
-    out.print(summary_table(s))
+async def _send_with_signals(rt: Any, campaign_id: int, **kwargs: Any) -> Summary:
+    """Ctrl-C or SIGTERM: the first stops claiming and lets in-flight messages finish
+    (each bounded by smtp.timeout) and be recorded; a second exits at once (the crash
+    path: rows still claimed become `uncertain` and are never resent without an operator)."""
+    loop = asyncio.get_running_loop()
+    senders: list[Any] = []
+    caught: list[str] = []
+
+    def on_signal(name: str) -> None:
+        if caught:
+            err.print(f"second {name}: exiting now; claimed rows will show as uncertain", markup=False)
+            os._exit(128 + _SIGNALS[name])
+        caught.append(name)
+        err.print(f"{name}: stopping after the messages in flight (press Ctrl-C again to exit now)", markup=False)
+        for sender in senders:
+            sender.interrupt(name)
+
+    installed = []
+    for name, num in _SIGNALS.items():
+        try:
+            loop.add_signal_handler(num, on_signal, name)
+            installed.append(num)
+        except (NotImplementedError, RuntimeError, ValueError):  # not the main thread, or Windows
+            pass
+    def got_sender(sender: Any) -> None:
+        senders.append(sender)
+        if caught:  # Ctrl-C while the gates were checked: stop before claiming anyone
+            sender.interrupt(caught[0])
+
+    try:
+        summary = await sending.send(rt, campaign_id, on_sender=got_sender, **kwargs)
+    finally:
+        for num in installed:
+            loop.remove_signal_handler(num)
+    if caught and not summary.interrupted:  # the signal came before the run started
+        summary.interrupted = caught[0]
+    return summary
+
+
+_SIGNALS = {"SIGINT": signal.SIGINT, "SIGTERM": signal.SIGTERM}
+
+
+def campaign_totals(rt: Any, campaign_id: int) -> dict[str, int]:
+    """Outcome counts of the campaign's current run, across every resume of it."""
+    c = campaigns.get(rt, campaign_id)
+    return dq.counts(rt.engine, campaign_id, c.run)
+
+
+def _report(ctx: typer.Context, s: Summary, fmt: str = "text") -> None:
+    """The summary, the campaign's totals, grouped failure reasons; the exit code says
+    whether everything was delivered: 0 all done, 1 failures/uncertain/paused, 3 a TLS
+    rule refused the relay, 130/143 interrupted."""
+    rt = runtime(ctx)
+    totals = {} if s.dry_run else campaign_totals(rt, s.campaign_id)
+    c = campaigns.get(rt, s.campaign_id)
+    status = campaigns.display_status(c.status, c.status_reason, totals)
+    code = 0
+    if s.interrupted:
+        code = 128 + _SIGNALS.get(s.interrupted, signal.SIGINT)
+    elif s.paused:
+        code = EXIT_REFUSED if any(r.startswith("TLS") for r in s.paused_rules) else EXIT_FAILURE
+    elif not s.dry_run and (s.failed or totals.get(dq.FAILED) or totals.get(dq.UNCERTAIN)):
+        code = EXIT_FAILURE
+    if fmt == "json":
+        print_json({"campaign": s.campaign_id, "run": s.run, "dry_run": s.dry_run, "status": status,
+                    "this_run": {"sent": s.sent, "failed": s.failed, "skipped": s.skipped, "uncertain": s.uncertain,
+                                 "not_attempted": s.released, "retried_attempts": s.deferred,
+                                 "elapsed_seconds": round(s.elapsed, 3)},
+                    "failure_reasons": s.failures, "totals": totals,
+                    "paused": {"reason": s.paused, "rules": list(s.paused_rules)} if s.paused else None,
+                    "interrupted": s.interrupted or None, "exit_code": code})
+        if code:
+            raise typer.Exit(code)
+        return
+    if s.done or s.uncertain or s.released or s.dry_run or not s.paused:
+        out.print(summary_table(s))
     if s.dry_run:
         out.print(f"{s.sent} message(s) written; nothing was sent or recorded as sent")
         return
-    out.print(f"{s.sent} sent in {s.elapsed:.1f}s ({s.rate:.0f} msgs/s)")
-    if s.paused:
-        out.print(f"PAUSED [{', '.join(s.paused_rules)}]: {s.paused}", markup=False)
-        raise typer.Exit(EXIT_REFUSED if any(r.startswith("TLS") for r in s.paused_rules) else EXIT_FAILURE)
+    if s.done or not s.paused:
+        out.print(f"{s.sent} sent in {s.elapsed:.1f}s ({s.rate:.0f} msgs/s)")
+    if totals:
+        order = (dq.SENT, dq.FAILED, dq.SKIPPED, dq.UNCERTAIN, dq.PENDING, dq.CLAIMED)
+        parts = [f"{totals[k]} {k}" for k in order if totals.get(k)]
+        out.print(f"campaign {s.campaign_id} totals, all runs: {', '.join(parts) or 'no recipients'}; "
+                  f"status: {status}", markup=False)
+    if s.failures:
+        out.print(f"failed ({s.failed}):", markup=False)
+        for reason, n in sorted(s.failures.items(), key=lambda kv: -kv[1]):
+            out.print(f"  {n} x {reason}", markup=False)
+    if s.interrupted:
+        out.print(f"interrupted: {totals.get(dq.SENT, 0)} sent, {totals.get(dq.UNCERTAIN, 0) + totals.get(dq.CLAIMED, 0)} "
+                  f"uncertain; resume with `mailer campaign send {s.campaign_id}`", markup=False)
+    elif s.paused:
+        rules = f" [{', '.join(s.paused_rules)}]" if s.paused_rules else ""
+        out.print(f"PAUSED{rules}: {s.paused}", markup=False)
+        if campaigns.stopped_by_run(c):
+            out.print(f"nobody was claimed by this stop; after fixing it: mailer campaign send {s.campaign_id}",
+                      markup=False)
+    if totals.get(dq.UNCERTAIN):
+        out.print(f"{totals[dq.UNCERTAIN]} uncertain: check the relay's log, then "
+                  f"`mailer campaign resend {s.campaign_id} --uncertain`", markup=False)
+    if code:
+        raise typer.Exit(code)
 
 
 @campaign_app.command("send")
@@ -77,13 +182,14 @@ def send(
     campaign_id: Annotated[int, typer.Argument(help="Campaign id.")],
     dry_run: Annotated[Path | None, typer.Option(
         "--dry-run", help="Write one .eml per recipient into this folder instead of sending (they hold PHI).")] = None,
+    fmt: Annotated[str, typer.Option("--format", help="text or json.")] = "text",
 ) -> None:
     """Send (or resume) a campaign: one message per recipient over verified TLS.
 
     Resuming sends only recipients never claimed; those claimed by a run that stopped
     before recording them are reported as uncertain and not resent.
     """
-    _report(run_send(ctx, campaign_id, dry_run=dry_run))
+    _report(ctx, run_send(ctx, campaign_id, dry_run=dry_run), fmt)
 
 
 @campaign_app.command("resend")
@@ -96,27 +202,10 @@ def resend(
     """Resend recipients left uncertain by an interrupted run (same Message-ID, so receivers can de-duplicate)."""
     if not uncertain:
         raise InputError("say which recipients to resend", hint="pass --uncertain (failed ones: `campaign retry-failed`)")
-    _report(run_send(ctx, campaign_id, statuses=(dq.UNCERTAIN,)))
+    _report(ctx, run_send(ctx, campaign_id, statuses=(dq.UNCERTAIN,)))
 
 
 @campaign_app.command("retry-failed")
 def retry_failed(ctx: typer.Context, campaign_id: Annotated[int, typer.Argument(help="Campaign id.")]) -> None:
     """Send again to the recipients whose delivery failed, and only to them (suppressions still apply)."""
-    _report(run_send(ctx, campaign_id, statuses=(dq.FAILED,)))
-
-
-def register(app: typer.Typer) -> None:
-    """Commands join the `campaign` group that mailer.cli.campaign registers; `mailer dkim` prints the DNS record."""
-
-    @app.command("dkim")
-    def dkim_record(ctx: typer.Context) -> None:
-        """Print the DKIM TXT record to publish for the key in the key file (STD-4)."""
-        from mailer.dkim import dns_record
-
-        rt = runtime(ctx)
-        d = rt.settings.dkim
-        pem = rt.keyring.dkim_private_pem
-        if not pem:
-            raise InputError("the key file holds no DKIM key", hint="create one with `mailer init --dkim`")
-        name = f"{d.selector or '<selector>'}._domainkey.{d.domain or '<domain>'}"
-        out.print(f"{name} TXT \"{dns_record(pem)}\"", markup=False)
+    _report(ctx, run_send(ctx, campaign_id, statuses=(dq.FAILED,)))

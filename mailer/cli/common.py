@@ -9,7 +9,7 @@ import os
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 from rich.console import Console
@@ -27,8 +27,11 @@ if TYPE_CHECKING:
 ENV_TOKEN = "MAILER_TOKEN"  # noqa: S105 - the variable's name, not a token
 ENV_TOKEN_FILE = "MAILER_TOKEN_FILE"  # noqa: S105 - a file holding the token (a mounted secret)
 
-out = Console(highlight=False, soft_wrap=True, width=None if sys.stdout.isatty() else 140)
-err = Console(stderr=True, highlight=False, soft_wrap=True)
+# User text (campaign names, file names, values in errors) is printed literally: no rich
+# markup, no emoji codes, so a name like "[/]" or ":x:" prints as typed and breaks nothing.
+out = Console(highlight=False, soft_wrap=True, markup=False, emoji=False,
+              width=None if sys.stdout.isatty() or os.environ.get("COLUMNS") else 140)
+err = Console(stderr=True, highlight=False, soft_wrap=True, markup=False, emoji=False)
 
 
 @dataclass
@@ -38,9 +41,11 @@ class State:
     _principal: Principal | None = field(default=None, repr=False)
     _resolved: bool = False
 
+    initialising: bool = False
+
     def runtime(self) -> Runtime:
         if self._runtime is None:
-            self._runtime = Runtime(load_settings(self.config))
+            self._runtime = Runtime(load_settings(self.config), initialising=self.initialising)
         return self._runtime
 
 
@@ -159,7 +164,9 @@ def act(ctx: typer.Context, action: Action) -> str:
 
 def report_error(e: MailerError) -> None:
     """One place that prints errors: message, rule IDs, the fix, never PHI."""
-    err.print(f"[bold red]error:[/] {e.message}", markup=True, highlight=False)
+    from rich.text import Text
+
+    err.print(Text.assemble(("error:", "bold red"), " ", e.message))
     if isinstance(e, ImportRejected):
         for p in e.problems[:200]:
             err.print(f"  {e.path}:{p.line}: {p.field}: {p.reason}", markup=False)
@@ -178,8 +185,61 @@ def report_error(e: MailerError) -> None:
         err.print(f"  fix: {e.hint}", markup=False)
 
 
+#: The order `mailer --help` lists commands in: setup, data, content, campaigns, records, running.
+COMMAND_ORDER = ("init", "login", "logout", "whoami", "users", "contacts", "authorizations", "segment", "lint",
+                 "preview", "campaign", "bounces", "ledger", "keys", "dkim", "vendors", "migrate", "worker", "serve",
+                 "sink", "rules", "demo")
+#: `mailer campaign --help`: the lifecycle first, then following and fixing a run.
+CAMPAIGN_ORDER = ("create", "submit", "review", "approve", "reject", "check", "send", "schedule", "list", "status",
+                  "pause", "resume", "cancel", "resend", "retry-failed", "freeze")
+_METAVARS = {"fmt": "text|json", "since": "DATE", "until": "DATE", "before": "DATE", "at": "TIME", "cron": "EXPR", "format": "text|json",
+             "quarter": "QUARTER", "campaign": "ID", "contact": "ID", "campaign_id": "ID", "limit": "N", "n": "N",
+             "out_file": "FILE", "config": "FILE", "file": "FILE", "template": "FOLDER", "segment": "FILE",
+             "dry_run": "FOLDER", "kind": "KIND", "outcome": "OUTCOME", "scope": "SCOPE", "types": "TYPE"}
+
+
+def _humanize(cmd: Any) -> None:
+    """Help shows words (ID, FILE, DATE, text|json), never Python type names like <int>."""
+    for p in getattr(cmd, "params", []):
+        if getattr(p, "is_flag", False) or getattr(p, "count", False):
+            continue
+        name = p.name or ""
+        word = _METAVARS.get(name) or name.upper()
+        if p.param_type_name == "argument":
+            p.metavar = word
+            p.display_type_rich = lambda ctx: None  # the name says it; no "<int>" after it
+        else:
+            p.metavar = word
+    for sub in getattr(cmd, "commands", {}).values():
+        _humanize(sub)
+
+
 class MailerGroup(TyperGroup):
-    """Maps MailerError to exit codes (2 input, 3 refused, 1 other) for every subcommand."""
+    """Maps MailerError to exit codes (2 input, 3 refused, 1 other) for every subcommand;
+    lists commands in a sensible order with their whole one-line description."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        _humanize(self)
+
+    def list_commands(self, ctx: Any) -> list[str]:
+        names = list(super().list_commands(ctx))
+        order = COMMAND_ORDER if "init" in names else CAMPAIGN_ORDER if "send" in names else ()
+        if order:
+            rank = {n: i for i, n in enumerate(order)}
+            names.sort(key=lambda n: (rank.get(n, len(rank)), n))
+        return names
+
+    def format_commands(self, ctx: Any, formatter: Any) -> None:
+        rows = []
+        for name in self.list_commands(ctx):
+            cmd = self.get_command(ctx, name)
+            if cmd is None or cmd.hidden:
+                continue
+            rows.append((name, cmd.get_short_help_str(limit=300)))
+        if rows:
+            with formatter.section("Commands"):
+                formatter.write_dl(rows)
 
     def invoke(self, ctx: Any) -> Any:
         try:
@@ -187,6 +247,22 @@ class MailerGroup(TyperGroup):
         except MailerError as e:
             report_error(e)
             raise typer.Exit(e.exit_code) from None
+        except OSError as e:  # a file or folder this user cannot use: name it (exit 2)
+            if not e.filename:
+                raise
+            what = e.strerror or type(e).__name__
+            if isinstance(e, FileExistsError | NotADirectoryError):
+                what = f"{what} (a file is in the way of a folder on that path)"
+            err.print(f"error: {e.filename}: {what}", markup=False)
+            err.print("  fix: give this user access to that path, or point the setting at another one", markup=False)
+            raise typer.Exit(2) from None
+        except Exception as e:  # noqa: BLE001 - no traceback reaches a user; --verbose logs it
+            if type(e).__module__.split(".")[0] in ("typer", "click"):  # exits, usage errors, aborts
+                raise
+            logging.getLogger("mailer").info("unexpected error", exc_info=True)
+            err.print(f"error: unexpected {type(e).__name__} (a bug in mailer: please report it; "
+                      f"run with --verbose for details)", markup=False)
+            raise typer.Exit(1) from None
         finally:
             anchor_ledger(ctx.obj)
 
@@ -206,7 +282,7 @@ def anchor_ledger(st: Any) -> None:
 
 
 def new_app(help_text: str) -> typer.Typer:
-    return typer.Typer(help=help_text, no_args_is_help=True, pretty_exceptions_enable=False,
+    return typer.Typer(cls=MailerGroup, help=help_text, no_args_is_help=True, pretty_exceptions_enable=False,
                        rich_markup_mode=None, add_completion=False)
 
 
@@ -217,6 +293,17 @@ def setup_logging(verbose: bool) -> None:
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(logging.INFO if verbose else logging.WARNING)
+
+
+FormatOpt = Annotated[str, typer.Option("--format", help="text or json.")]
+
+
+def check_format(fmt: str) -> None:
+    """One spelling for every reporting command: --format text|json."""
+    if fmt not in ("text", "json"):
+        from mailer.errors import InputError
+
+        raise InputError(f"format {fmt!r} is not supported", hint="--format text or --format json")
 
 
 def print_json(data: Any) -> None:

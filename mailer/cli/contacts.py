@@ -14,7 +14,7 @@ from typing import Annotated
 import typer
 
 from mailer.accounts.permissions import Action
-from mailer.cli.common import act, new_app, out, print_json, runtime
+from mailer.cli.common import FormatOpt, act, check_format, new_app, out, print_json, runtime
 
 contacts_app = new_app("Patient contacts: import, encrypted backup and restore (addresses and clinical fields "
                        "are encrypted at rest; there is no export to third parties).")
@@ -54,7 +54,9 @@ def import_cmd(
     rt = runtime(ctx)
     f = rt.settings.fields
     size = file.stat().st_size if file.is_file() else None
-    with progress_bar("importing", size) as advance:
+    from mailer.contacts import reserved_domains_allowed
+
+    with progress_bar("importing", size) as advance, reserved_domains_allowed(rt.settings.contacts.allow_reserved_domains):
         report = import_contacts(
             rt.engine, rt.keyring, rt.ledger, file, dict(f.clinical), separator=f.list_separator,
             skip_invalid=skip_invalid, check_deliverability=check_deliverability, actor=act(ctx, Action.CONTACTS_IMPORT),
@@ -72,6 +74,26 @@ def import_cmd(
         out.print(f"  {file}:{p.line}: {p.field}: {p.reason}", markup=False)
     if report.problems_omitted:
         out.print(f"  ... and {report.problems_omitted} more problem(s)", markup=False)
+
+
+@contacts_app.command("count")
+def count_cmd(ctx: typer.Context, fmt: FormatOpt = "text") -> None:
+    """How many contacts, opted in to the newsletter, and suppressed (counts only, no PHI)."""
+    from sqlalchemy import func, select
+
+    from mailer.models import Contact
+
+    check_format(fmt)
+    rt = runtime(ctx)
+    t = Contact.__table__  # type: ignore[attr-defined]
+    with rt.engine.connect() as conn:
+        total = conn.execute(select(func.count()).select_from(t)).scalar() or 0
+        opted = conn.execute(select(func.count()).select_from(t).where(t.c.newsletter_opt_in.is_(True))).scalar() or 0
+    data = {"contacts": total, "newsletter_opt_in": opted}
+    if fmt == "json":
+        print_json(data)
+        return
+    out.print(f"{total} contact(s), {opted} opted in to the newsletter", markup=False)
 
 
 @contacts_app.command("backup")

@@ -9,10 +9,11 @@ from typing import Annotated, Any
 
 import typer
 from rich.table import Table
+from rich.text import Text
 from sqlalchemy import select
 
 from mailer.accounts.permissions import Action
-from mailer.cli.common import act, new_app, out, print_json, runtime
+from mailer.cli.common import FormatOpt, act, check_format, new_app, out, print_json, runtime
 from mailer.errors import EXIT_FAILURE, InputError
 from mailer.ledger import KINDS
 from mailer.ledger_query import FORMATS, Filters
@@ -38,8 +39,8 @@ def _filters(campaign: int | None, contact: int | None, kind: list[str] | None, 
 
 
 @ledger_app.command("verify")
-def verify(ctx: typer.Context,
-           as_json: Annotated[bool, typer.Option("--json", help="Print the result as JSON.")] = False,
+def verify(ctx: typer.Context, fmt: FormatOpt = "text",
+           as_json: Annotated[bool, typer.Option("--json", hidden=True, help="Same as --format json.")] = False,
            anchor: Annotated[Path | None, typer.Option(
                "--anchor", help="Compare with this copy of the anchor file (default: the one beside the key file).")] = None,
            ) -> None:
@@ -47,6 +48,8 @@ def verify(ctx: typer.Context,
     database, and check every delivery row against its ledger outcome; exit 1 on any problem."""
     from mailer.ledger_crosscheck import cross_check
 
+    check_format(fmt)
+    as_json = as_json or fmt == "json"
     rt = runtime(ctx)
     if anchor is not None and not anchor.is_file():
         raise InputError(f"{anchor}: no such anchor file", hint="pass a copy of the file written beside the key file")
@@ -78,38 +81,82 @@ def verify(ctx: typer.Context,
         raise typer.Exit(EXIT_FAILURE)
 
 
-def entries_table(rows: Iterable[Any]) -> Table:
-    t = Table()
-    for col in ("seq", "at (UTC)", "kind", "outcome", "campaign", "contact", "auth", "rules", "tls", "smtp", "actor"):
-        t.add_column(col)
+def reason_of(r: Any) -> str:
+    """Why an entry ended as it did: the relay's reply (code and scrubbed text), else the
+    reason the entry's detail gives. Ids and rule IDs only, never PHI."""
+    import json
+
+    if r.smtp_code or r.smtp_text:
+        return " ".join(x for x in (str(r.smtp_code or ""), r.smtp_text or "") if x)
+    try:
+        detail = json.loads(r.detail or "{}")
+    except ValueError:
+        return ""
+    return str(detail.get("reason", "")) if isinstance(detail, dict) else ""
+
+
+def entries_table(rows: Iterable[Any], width: int | None = None) -> Table:
+    """Readable at 80 columns: seq, time, kind/outcome, ids, rules, reason; TLS, auth and
+    actor join when the terminal is wide (everything is in `--format json`)."""
+    wide = (width or out.width or 80) >= 140
+    t = Table(box=None, pad_edge=False)
+    cols = ["seq", "at (UTC)", "kind", "campaign", "contact", "rules", "reason"]
+    if wide:
+        cols[6:6] = ["auth", "tls", "actor"]
+    for col in cols:
+        t.add_column(col, overflow="fold", no_wrap=col in ("seq", "at (UTC)"))
     for r in rows:
-        t.add_row(str(r.seq), r.at.strftime("%Y-%m-%d %H:%M:%S"), r.kind, r.outcome or "",
-                  str(r.campaign_id or ""), str(r.contact_id or ""), str(r.authorization_id or ""), r.rule_ids,
-                  r.tls_version or "", str(r.smtp_code or ""), r.actor or "")
+        kind = r.kind + (f"/{r.outcome}" if r.outcome else "")
+        cells = [str(r.seq), r.at.strftime("%Y-%m-%d %H:%M:%S"), kind, str(r.campaign_id or ""),
+                 str(r.contact_id or ""), r.rule_ids, reason_of(r)]
+        if wide:
+            cells[6:6] = [str(r.authorization_id or ""), r.tls_version or "", r.actor or ""]
+        t.add_row(*(Text(c) for c in cells))
     return t
 
 
+def _records(rows: Iterable[Any]) -> list[dict[str, Any]]:
+    from mailer.ledger_query import record
+
+    return [{**record(r), "reason": reason_of(r)} for r in rows]
+
+
 @ledger_app.command("tail")
-def tail(ctx: typer.Context, n: Annotated[int, typer.Option("-n", help="How many entries.")] = 10) -> None:
+def tail(ctx: typer.Context, n: Annotated[int, typer.Option("-n", help="How many entries.")] = 10,
+         fmt: FormatOpt = "text") -> None:
     """The newest entries."""
+    check_format(fmt)
     rt = runtime(ctx)
     act(ctx, Action.LEDGER_READ)
     t = LedgerEntry.__table__  # type: ignore[attr-defined]
     with rt.engine.connect() as conn:
         rows = list(reversed(conn.execute(select(t).order_by(t.c.seq.desc()).limit(n)).all()))
+    if fmt == "json":
+        print_json(_records(rows))
+        return
     out.print(entries_table(rows))
 
 
 @ledger_app.command("show")
 def show(ctx: typer.Context, campaign: CampaignOpt = None, contact: ContactOpt = None, kind: KindOpt = None,
          outcome: OutcomeOpt = None, since: SinceOpt = None, until: UntilOpt = None,
-         limit: Annotated[int, typer.Option("--limit", help="At most this many entries (0: all, printed in pages).")] = 200) -> None:
-    """Matching entries as a table, oldest first."""
+         limit: Annotated[int, typer.Option("--limit", help="At most this many entries (0: all, printed in pages).")] = 200,
+         fmt: FormatOpt = "text") -> None:
+    """Matching entries as a table with the reason for each outcome, oldest first."""
     from mailer.ledger_query import entries
 
+    check_format(fmt)
     rt = runtime(ctx)
     act(ctx, Action.LEDGER_READ)
     f = _filters(campaign, contact, kind, outcome, since, until)
+    if fmt == "json":
+        got: list[Any] = []
+        for r in entries(rt.ledger, f):
+            if limit and len(got) >= limit:
+                break
+            got.append(r)
+        print_json(_records(got))
+        return
     page: list[Any] = []
     bounce_counts: dict[int | None, dict[str, int]] = {}
     shown = 0
@@ -155,7 +202,11 @@ def export(ctx: typer.Context,
         sys.stdout.flush()
         return
     partial = out_file.with_name(out_file.name + ".partial")
-    with partial.open("w", encoding="utf-8", newline="") as fh:
+    import os
+
+    fd = os.open(partial, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)  # entries carry ids and hashes: private
+    os.chmod(partial, 0o600)
+    with os.fdopen(fd, "w", encoding="utf-8", newline="") as fh:
         res = do_export(rt.ledger, f, fmt, fh, actor=who, destination="file")
     partial.replace(out_file)
     out.print(f"exported {res.entries} entries to {out_file} (sha256 {res.sha256}); recorded as ledger entry {res.seq}",
@@ -199,7 +250,9 @@ def evidence(ctx: typer.Context,
     if res.head_hash:
         out.print(f"ledger head when packaged: entry {res.head_seq} {res.head_hash} (keep it: `mailer ledger "
                   "verify` must later show this entry unchanged)", markup=False)
-    if not res.verified:
+    for m in res.missing:
+        out.print(f"INCOMPLETE: missing {m}", markup=False)
+    if not res.complete:
         raise typer.Exit(EXIT_FAILURE)
 
 

@@ -35,6 +35,12 @@ def register(app: typer.Typer) -> None:
         mailer users token worker [--out FILE]):
         it may send what was approved, never approve.
         """
+        import logging
+
+        # a worker says what it does: each campaign it starts and finishes, with a time
+        logging.getLogger("mailer.scheduler").setLevel(logging.INFO)
+        for handler in logging.getLogger().handlers:
+            handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
         rt = runtime(ctx)
         who = act(ctx, Action.CAMPAIGN_RUN)
         if rt.settings.bounces.fetch_from:  # it will also take bounces in (issue 19): checked up front

@@ -9,6 +9,7 @@ the pattern class, never the matched text.
 
 from __future__ import annotations
 
+import bisect
 import re
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -16,6 +17,8 @@ from datetime import date
 from functools import lru_cache
 from urllib.parse import urlsplit
 
+from mailer.lint.detect import identifier_hits, name_hits, phone_context, phone_hits
+from mailer.lint.normalize import fold_map, origin
 from mailer.lint.settings import LintSettings
 
 
@@ -75,6 +78,7 @@ _IPV6_RE = re.compile(r"(?<![\w:])(?:[0-9A-Fa-f]{1,4}:){1,7}(?::[0-9A-Fa-f]{1,4}
 
 _CODE = r"\W{0,3}(?=[A-Z0-9-]*\d)[A-Z0-9][A-Z0-9-]{3,}"
 _NO = r"\s*(?:id\b|#|number\b|no\b\.?)"
+_NO_ES = r"\s*(?:id\b|#|number\b|no\b\.?|n[úu]mero\b|n\.?[º°]\.?)"
 # (lower-case trigger, anchored pattern, code, pattern class). The pattern is matched at
 # each place the trigger occurs, so the regex never scans the whole text.
 _Keyword = tuple[str, re.Pattern[str], str, str]
@@ -103,6 +107,31 @@ _KEYWORDS: tuple[_Keyword, ...] = tuple(
         ("imei", r"(?<![a-z])IMEI\b" + _CODE, "PHI311", "device identifier"),
         ("(01)", r"\(01\)\d{14}", "PHI311", "GS1 device identifier"),
         ("rx", r"(?<![a-z])Rx\s*#?\s*\d{6,}", "PHI315", "prescription number"),
+        # issue 13: record words in Spanish, accession/encounter/claim/group/case numbers,
+        # and personal or reference codes ("any other unique identifying number or code").
+        ("mr#", r"mr#" + _CODE, "PHI306", "medical record number"),
+        ("mr #", r"mr\s#" + _CODE, "PHI306", "medical record number"),
+        ("expediente", r"expediente" + _NO_ES + "?" + _CODE, "PHI306", "medical record number"),
+        ("historia", r"historia\s+cl[íi]nica" + _NO_ES + "?" + _CODE, "PHI306", "medical record number"),
+        ("accession", r"accession" + _NO_ES + "?" + _CODE, "PHI320", "accession number"),
+        ("encounter", r"encounter" + _NO_ES + "?" + _CODE, "PHI320", "encounter number"),
+        ("claim", r"claim" + _NO_ES + _CODE, "PHI320", "claim number"),
+        ("group", r"group" + _NO_ES + _CODE, "PHI320", "group number"),
+        ("case", r"case" + _NO_ES + _CODE, "PHI320", "case number"),
+        ("study", r"study" + _NO_ES + _CODE, "PHI320", "study number"),
+        ("visit", r"visit" + _NO_ES + _CODE, "PHI320", "visit number"),
+        ("reclam", r"reclam(?:o|aci[óo]n)" + _NO_ES + _CODE, "PHI320", "claim number"),
+        ("grupo", r"grupo" + _NO_ES + _CODE, "PHI320", "group number"),
+        ("caso", r"caso" + _NO_ES + _CODE, "PHI320", "case number"),
+        ("afiliado", r"afiliado" + _NO_ES + "?" + _CODE, "PHI307", "health plan member number"),
+        ("póliza", r"p[óo]liza" + _NO_ES + "?" + _CODE, "PHI307", "health plan policy number"),
+        ("personal code", r"personal\s+code" + _CODE, "PHI321", "personal code"),
+        ("referral code", r"referral\s+code" + _CODE, "PHI321", "personal code"),
+        ("access code", r"access\s+code" + _CODE, "PHI321", "personal code"),
+        ("reference", r"reference" + _NO_ES + "?" + _CODE, "PHI321", "reference code"),
+        ("confirmation", r"confirmation" + _NO_ES + "?" + _CODE, "PHI321", "confirmation code"),
+        ("código", r"c[óo]digo\s+personal" + _CODE, "PHI321", "personal code"),
+        ("referencia", r"referencia" + _NO_ES + "?" + _CODE, "PHI321", "reference code"),
         ("fingerprint", r"fingerprint", "PHI314", "biometric identifier"),
         ("voiceprint", r"voiceprint", "PHI314", "biometric identifier"),
         ("retina", r"retina\w*\s+(?:scan|print|pattern)", "PHI314", "biometric identifier"),
@@ -131,15 +160,6 @@ _URL_PARAM_RE = re.compile(
     r"[?&](?:amp;)?(?i:patient|patient_?id|e?mail|email_?address|mrn|dob|birth_?date|ssn|"
     r"(?:first_|last_|full_)?name|phone|member_?id|contact|recipient)="
 )
-_GREETING_RE = re.compile(r"(?:Dear|Hi|Hello)\s+(?P<name>[A-Z][a-z]+)(?P<after>\s*,)?")
-_GENERIC_GREETING = frozenset(
-    {"friend", "friends", "patient", "patients", "neighbor", "neighbors", "neighbour", "member",
-     "members", "valued", "customer", "reader", "readers", "sir", "madam", "colleague",
-     "colleagues", "community", "all", "everyone", "parent", "parents", "family", "there",
-     "team", "subscriber", "client", "guest", "our", "you", "spring", "summer", "autumn", "fall",
-     "winter", "world", "again", "from", "and", "to", "everybody", "folks", "partner", "partners",
-     "doctor", "doctors", "provider", "providers"}
-)
 _ROLE_MAILBOXES = frozenset(
     {"info", "contact", "support", "help", "hello", "office", "admin", "media", "press", "news",
      "noreply", "no-reply", "webmaster", "privacy", "billing", "appointments", "scheduling",
@@ -152,14 +172,27 @@ _PATIENT_DATE_CONTEXT = re.compile(
     r"|your\s+(?:last\s+|recent\s+|previous\s+)?(?:visit|exam|scan|mri|ct|x-?ray|mammogram|"
     r"ultrasound|procedure|appointment|test|biopsy|results?)"
     r"|(?:scan|scanned|exam|examined|seen|imaged|treated|tested)\s+on"
-    r"|admi(?:t|tted|ssion)\b|discharg\w*|died|death|deceased|passed\s+away)",
+    r"|admi(?:t|tted|ssion)\b|discharg\w*|died|death|deceased|passed\s+away"
+    r"|naci(?:ó|o|miento|da|do)|su\s+(?:visita|cita|estudio|resonancia|tomograf[íi]a|mamograf[íi]a|ecograf[íi]a|examen)"
+    r"|visita\s+del|atendid[oa]|fecha\s+de\s+(?:nacimiento|servicio))",
+    re.IGNORECASE,
+)
+# A public place named before a street address: an event venue, not a patient's home (issue 13).
+_VENUE_CONTEXT = re.compile(
+    r"\b(?:where|location|venue|held\s+at|join\s+us\s+at|at\s+the|library|ymca|ywca|church|school|community"
+    r"|center|centre|hall|park|museum|auditorium|hotel|pharmacy|store|market|office|building|campus"
+    r"|clinic|site|branch|location|opens?|moved?|move\s+to|relocat\w*|new\s+address|sucursal|cl[ií]nica|sede"
+    r"|d[oó]nde|lugar|en\s+el|en\s+la|biblioteca|centro|iglesia|escuela|parque|sal[oó]n|feria|charla|evento)\b",
     re.IGNORECASE,
 )
 _EVENT_DATE_CONTEXT = re.compile(
     r"\b(?:events?|open\s+house|starting|starts?|begin\w*|hours|open(?:ing|s)?|closed|closing|"
     r"holiday|webinar|seminar|class|workshop|fair|join\s+us|register|rsvp|until|through|"
-    r"effective|founded|established|since|launch\w*|deadline|season|weekend|saturday|"
-    r"sunday|monday|tuesday|wednesday|thursday|friday)\b",
+    r"effective|founded|established|since|launch\w*|deadline|season|weekend|saturday|opened|built|began|started|"
+    r"dedicated|inaugurat\w*|anniversary|history|historic|"
+    r"sunday|monday|tuesday|wednesday|thursday|friday"
+    r"|cerra\w*|abri\w*|horario|feria|charla|evento|clase|taller|desde|hasta|a\s+partir|s[áa]bado|domingo|lunes"
+    r"|martes|mi[ée]rcoles|jueves|viernes|fundad[oa]|inscr[íi]base|v[áa]lid[oa])\b",
     re.IGNORECASE,
 )
 
@@ -171,9 +204,17 @@ class _Allow:
     domains: tuple[str, ...]
 
 
+_SUFFIX_CANON = {
+    "street": "st", "avenue": "ave", "av": "ave", "road": "rd", "boulevard": "blvd", "drive": "dr", "lane": "ln",
+    "court": "ct", "place": "pl", "parkway": "pkwy", "highway": "hwy", "circle": "cir", "terrace": "ter",
+    "square": "sq", "north": "n", "south": "s", "east": "e", "west": "w", "suite": "ste",
+}
+
+
 @lru_cache(maxsize=1024)
 def _norm(text: str) -> str:
-    return " ".join(_NON_ALNUM.sub(" ", text.lower()).split())
+    """Lower-case words, street suffixes and directions in one spelling ("Road" == "Rd")."""
+    return " ".join(_SUFFIX_CANON.get(w, w) for w in _NON_ALNUM.sub(" ", text.lower()).split())
 
 
 def _digits(text: str) -> str:
@@ -270,7 +311,8 @@ def _digit_hits(text: str, pos: int, allow: _Allow, probe: list[int]) -> Iterato
             hit = Hit("PHI502", start, end, "age over 89")
         elif kind == "street":
             own = bool(allow.address) and _norm(token) in allow.address
-            hit = None if own else Hit("PHI316", start, end, "street address")
+            venue = _VENUE_CONTEXT.search(text[max(0, start - 160) : start])
+            hit = None if own or venue else Hit("PHI316", start, end, "street address")
         else:  # zip: only after a two-letter state, and not the center's own
             hit = None
             if _STATE_BEFORE.search(text[max(0, start - 5) : start]):
@@ -290,6 +332,8 @@ def _phone_hit(text: str, start: int, end: int, token: str, allow: _Allow) -> Hi
     if digits[:3] in _TOLL_FREE:
         return Hit("PHI302", start, end, "toll-free number")
     is_fax = "fax" in text[max(0, start - 25) : start].lower()
+    if not is_fax and phone_context(text, start) == "organization":
+        return Hit("PHI322", start, end, "phone number of an organization")
     return Hit("PHI301", start, end, "fax number" if is_fax else "phone number")
 
 
@@ -321,12 +365,20 @@ def _code_keyword_hits(text: str, low: str, pos: int, probe: list[int]) -> Itera
         done = token.start()
 
 
+_POPULATION_AGE = re.compile(
+    r"\b(?:by|until|before|after|from|to|over|under|past|reach(?:es|ing)?|around|about|above|below)\s+(?:the\s+)?$",
+    re.IGNORECASE,
+)
+
+
 def _keyword_hits(text: str, low: str, pos: int, families: tuple[_Keyword, ...], probe: list[int]) -> Iterator[Hit]:
     for trigger, pattern, code, what in families:
         i = low.find(trigger, pos)
         while i != -1:
-            probe.append(i)
+            probe.append(max(0, i - 16))
             m = pattern.match(text, i)
+            if m and code == "PHI502" and _POPULATION_AGE.search(text[max(0, i - 16): i]):
+                m = None  # "by the age of 95": a population, not a person
             if m:
                 yield Hit(code, m.start(), m.end(), what)
             i = low.find(trigger, i + 1)
@@ -356,16 +408,6 @@ def _url_param_hits(text: str, pos: int) -> Iterator[Hit]:
         yield Hit("PHI312", m.start(), m.end(), "person-keyed URL parameter")
 
 
-def _greeting_hits(text: str, pos: int) -> Iterator[Hit]:
-    for m in _GREETING_RE.finditer(text, pos):
-        name = m.group("name").lower()
-        if name in _GENERIC_GREETING:
-            continue
-        if m.group().startswith(("Hi", "Hello")) and not m.group("after"):
-            continue
-        yield Hit("PHI318", m.start("name"), m.end("name"), "person's name in a greeting")
-
-
 def _county_hits(text: str, low: str, pos: int, probe: list[int]) -> Iterator[Hit]:
     i = low.find("county", pos)
     while i != -1:
@@ -391,6 +433,28 @@ def scan(
     text: str, settings: LintSettings, *, names: bool = True, low: str | None = None,
     pos: int = 0, probe: list[int] | None = None,
 ) -> list[Hit]:
+    """Every Safe Harbor hit in TEXT[POS:], on normalised text (issue 13), positions in TEXT.
+
+    The text is folded first (NFKC, invisible characters removed, confusables folded:
+    mailer.lint.normalize), so "MRN\u200b 123..." or a Cyrillic letter hides nothing.
+    """
+    folded, offsets = fold_map(text)
+    if offsets is None:
+        return _scan(text, settings, names=names, low=low, pos=pos, probe=probe)
+    fpos = bisect.bisect_left(offsets, pos) if pos else 0
+    inner: list[int] = []
+    hits = _scan(folded, settings, names=names, pos=fpos, probe=inner)
+    if probe is not None:
+        probe.extend(origin(offsets, p, len(text)) for p in inner)
+    n = len(text)
+    return [Hit(h.code, origin(offsets, h.start, n), origin(offsets, h.end - 1, n) + 1 if h.end else 0, h.what)
+            for h in hits]
+
+
+def _scan(
+    text: str, settings: LintSettings, *, names: bool = True, low: str | None = None,
+    pos: int = 0, probe: list[int] | None = None,
+) -> list[Hit]:
     """Every Safe Harbor hit in TEXT[POS:], the center's own phone, address and domains excepted.
 
     TEXT[:POS] is context only: patterns look back into it (a "born" before a date) but
@@ -413,6 +477,12 @@ def scan(
                 hits.append(Hit("PHI309", m.start(), m.end(), "DEA number"))
         if "box" in low:
             hits.extend(_po_box_hits(text, low, pos, allow, probe))
+        for code, start, end, what in identifier_hits(text, settings):
+            probe.append(max(0, start - 70))
+            hits.append(Hit(code, start, end, what))
+        for code, start, end, what in phone_hits(text, allow.phone):
+            probe.append(max(0, start - 80))
+            hits.append(Hit(code, start, end, what))
     elif "=" in text:
         hits.extend(_url_param_hits(text, pos))
     hits.extend(_keyword_hits(text, low, pos, _WORD_KEYWORDS, probe))
@@ -422,15 +492,20 @@ def scan(
         hits.extend(Hit("PHI313", m.start(), m.end(), "IP address") for m in _IPV6_RE.finditer(text, pos))
     if "county" in low:
         hits.extend(_county_hits(text, low, pos, probe))
-    if names and ("Dear" in text or "Hi" in text or "Hello" in text):
-        hits.extend(_greeting_hits(text, pos))
+    if names:
+        hits.extend(Hit(code, start, end, what) for code, start, end, what in name_hits(text, settings))
     return _dedupe([h for h in hits if h.start >= pos] if pos else hits)
 
 
 def _dedupe(hits: list[Hit]) -> list[Hit]:
-    """One hit per place: overlapping hits of the same code collapse into the first."""
+    """One hit per place: overlapping hits of the same code collapse into the first, and a
+    generic "reference code" (PHI321) gives way to a specific identifier at the same place."""
     if len(hits) < 2:
         return hits
+    generic = [h for h in hits if h.code == "PHI321"]
+    if generic:
+        specific = [h for h in hits if h.code != "PHI321"]
+        hits = specific + [g for g in generic if not any(s.start < g.end and g.start < s.end for s in specific)]
     hits.sort(key=lambda h: (h.start, -h.end))
     kept: list[Hit] = []
     last_end: dict[str, int] = {}

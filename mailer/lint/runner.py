@@ -6,13 +6,17 @@ from collections.abc import Iterable
 from pathlib import Path
 
 from mailer.errors import InputError
-from mailer.lint import markup, wording
+from mailer.lint import assets, content, markup, wording
+from mailer.lint import document as docmod
 from mailer.lint.findings import UNWAIVABLE, Finding, finding, sort_unique, waive
+from mailer.lint.flow import Flow, analyse_flow
 from mailer.lint.loader import TOML_NAME, TemplateFolder, load_file, load_folder
+from mailer.lint.normalize import fold
 from mailer.lint.patterns import scan
 from mailer.lint.settings import MARKETING_PURPOSES, TRANSACTIONAL_PURPOSES, LintSettings
 from mailer.lint.source import HTML, Source
-from mailer.lint.static import Analysis, Ref, analyse
+from mailer.lint.static import Analysis, Ref, analyse, parse
+from mailer.lint.structure import check_loads, check_placements, check_required
 
 
 def lint_template_dir(path: Path, settings: LintSettings) -> list[Finding]:
@@ -77,18 +81,20 @@ def _checks(folder: TemplateFolder, settings: LintSettings) -> list[Finding]:
     for src in folder.bodies:
         analysis = analyse(src, settings)
         out += analysis.findings
-        spans = markup.jinja_spans(src.text)
-        masked = markup.mask(src.text, spans)
-        is_html = src.kind == HTML
-        readable = markup.visible(masked) if is_html else masked
-        out += _safe_harbor(src, masked, settings)
-        out += markup.check_placement(src, spans, masked, analysis)
-        if is_html:
-            out += markup.check_trackers(src, masked, settings)
-        out += _body_wording(src, readable, commercial=commercial, marketing=marketing)
-        authorized = bool(wording.AUTH_REF.search(src.text))
-        out += wording.testimonials(src, readable, masked if is_html else "", authorized=authorized)
-        out += _required_parts(src, spans, masked, settings)
+        body = _Body(src, settings)
+        out += _safe_harbor(src, body.masked, settings)
+        out += body.structure()
+        pieces = body.pieces()
+        texts = [p.text for p in pieces if p.where in ("visible", "hidden")]
+        readable = "\n".join(p.text for p in pieces if p.where == "visible")
+        out += content.claims(src, pieces, commercial=commercial, marketing=marketing)
+        if not assets.registered_refs(src.text):
+            out += content.testimonials(src, pieces, settings)
+            if body.doc is not None:
+                out += content.patient_images(src, body.doc.images)
+        out += content.paid_blocks(src, pieces, purpose=purpose, labelled=bool(wording.AD_LABEL.search(readable)))
+        if commercial:
+            out += body.required(texts)
         if not wording.AD_LABEL.search(readable):
             unlabelled.append(src)
         if not _names_sponsor(readable, folder.sponsor):
@@ -143,10 +149,11 @@ def _header_checks(src: Source, analysis: Analysis, folder: TemplateFolder, sett
     spans = markup.jinja_spans(src.text)
     masked = markup.mask(src.text, spans)
     out += _safe_harbor(src, masked, settings)
+    masked = fold(masked)
     if src.kind in ("subject", "preheader"):
         if wording.FAKE_REPLY.search(masked):
             out.append(wording.at(src, 0, "DIS201", f"the {label} starts with a reply or forward prefix"))
-        m = wording.POSING.search(masked) or wording.CLAIMS_KNOWLEDGE.search(masked)
+        m = wording.posing(masked) or wording.CLAIMS_KNOWLEDGE.search(masked)
         if m and commercial:
             out.append(wording.at(src, m.start(), "DIS202", f"the {label} poses as a clinical message"))
         m = wording.CLINICAL_TERMS.search(masked)
@@ -176,18 +183,6 @@ def _header_ref(src: Source, ref: Ref, label: str) -> list[Finding]:
     return []
 
 
-def _body_wording(src: Source, text: str, *, commercial: bool, marketing: bool) -> list[Finding]:
-    """DIS-2 in the body: claims of clinical knowledge in any commercial mail, posing in marketing."""
-    out = []
-    if commercial:
-        for m in wording.CLAIMS_KNOWLEDGE.finditer(text):
-            out.append(wording.at(src, m.start(), "DIS202", "text claims knowledge of the recipient's clinical results"))
-    if marketing:
-        for m in wording.POSING.finditer(text):
-            out.append(wording.at(src, m.start(), "DIS202", "marketing text poses as a clinical message"))
-    return out
-
-
 def _required_parts(src: Source, spans: list[markup.Span], masked: str, settings: LintSettings) -> list[Finding]:
     """SPAM-4/STD-6 unsubscribe link and SPAM-8 postal address in every part."""
     out = []
@@ -210,3 +205,49 @@ def _apply_waivers(findings: list[Finding], folder: TemplateFolder) -> list[Find
         w = by_code.get(f.code)
         out.append(waive(f, reason=w.reason, reviewer=w.reviewer) if w and f.code not in UNWAIVABLE else f)
     return out
+
+
+class _Body:
+    """One body part, parsed once: masked text, AST value flow, and (HTML) the document."""
+
+    def __init__(self, src: Source, settings: LintSettings) -> None:
+        self.src = src
+        self.settings = settings
+        self.spans = markup.jinja_spans(src.text)
+        self.masked = markup.mask(src.text, self.spans)
+        self.exprs = [s.inner for s in self.spans if s.kind == "expr"]
+        tree, _error = parse(src)
+        self.flow: Flow | None = None
+        if tree is not None:
+            flow = analyse_flow(tree)
+            if len(flow.outputs) == len(self.exprs):  # each {{ }} matched to its AST node
+                self.flow = flow
+        self.doc: docmod.Document | None = None
+        if src.kind == HTML:
+            doc = docmod.build(docmod.with_placeholders(src.text, self.spans))
+            self.doc = doc if doc.ok else None
+
+    def structure(self) -> list[Finding]:
+        out: list[Finding] = []
+        if self.doc is not None:
+            if self.flow is not None:
+                out += check_placements(self.src, self.flow, self.doc, self.exprs)
+            else:  # fall back to the first lint's placement check
+                out += markup.check_placement(self.src, self.spans, self.masked, analyse(self.src, self.settings))
+            out += check_loads(self.src, self.doc, self.flow, self.settings)
+        else:
+            out += markup.check_placement(self.src, self.spans, self.masked, analyse(self.src, self.settings))
+            if self.src.kind == HTML:
+                out += markup.check_trackers(self.src, self.masked, self.settings)
+        return out
+
+    def pieces(self) -> list[content.Piece]:
+        if self.doc is None:
+            text = fold(self.masked.replace(markup.MASK, " "))
+            return [content.Piece(line, i + self.src.line0, "visible") for i, line in enumerate(text.split("\n"))]
+        return [content.Piece(fold(docmod.strip_placeholders(t.text)), t.line, t.where) for t in self.doc.texts]
+
+    def required(self, texts: list[str]) -> list[Finding]:
+        if self.flow is None:
+            return _required_parts(self.src, self.spans, self.masked, self.settings)
+        return check_required(self.src, self.flow, self.doc, self.settings, visible_texts=texts)

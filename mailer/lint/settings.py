@@ -62,6 +62,9 @@ class LintSettings:
     center_website: str = ""
     sender_domains: tuple[str, ...] = ()
     clinical_fields: tuple[str, ...] = CLINICAL_WORDS
+    center_name: str = ""
+    staff_names: tuple[str, ...] = ()  # staff physicians named in config: never patient identifiers
+    configured: bool = True  # False when no config was found: the center's identity is unknown
 
 
 def from_app_settings(settings: Any) -> LintSettings:
@@ -78,7 +81,61 @@ def from_app_settings(settings: Any) -> LintSettings:
         center_website=settings.center.website,
         sender_domains=tuple(dict.fromkeys(domains)),
         clinical_fields=tuple(dict.fromkeys((*settings.fields.clinical, *CLINICAL_WORDS))),
+        center_name=settings.center.name,
+        staff_names=staff_list(getattr(settings.center, "staff", "")),
     )
+
+
+def from_config_file(path: Any) -> LintSettings:
+    """LintSettings from a config file's [center], [sender] and [fields.clinical] only.
+
+    `mailer lint` runs on every save in an editor and in pre-commit hooks, so it does not
+    load the validated Settings (pydantic costs a quarter of a second to import); the
+    values read here are the same strings mailer.config validates for every other command.
+    A missing file or bad TOML is a ConfigError (exit 2), as with load_settings.
+    """
+    import tomllib
+    from pathlib import Path
+
+    from mailer.errors import ConfigError
+
+    p = Path(path)
+    try:
+        data = tomllib.loads(p.read_text())
+    except FileNotFoundError:
+        raise ConfigError(f"config file {p} not found", hint="pass --config PATH or set MAILER_CONFIG") from None
+    except tomllib.TOMLDecodeError as err:
+        raise ConfigError(f"{p}: not valid TOML: {err}") from None
+    center = data.get("center", {}) if isinstance(data.get("center"), dict) else {}
+    sender = data.get("sender", {}) if isinstance(data.get("sender"), dict) else {}
+    fields = data.get("fields", {}) if isinstance(data.get("fields"), dict) else {}
+    clinical = fields.get("clinical", {}) if isinstance(fields.get("clinical"), dict) else {}
+    domains = []
+    for address in (sender.get("from_address"), sender.get("envelope_from"), sender.get("reply_to")):
+        if isinstance(address, str) and "@" in address:
+            domains.append(address.rsplit("@", 1)[1].lower())
+
+    def text(value: Any) -> str:
+        return value if isinstance(value, str) else ""
+
+    return LintSettings(
+        center_phone=text(center.get("phone")),
+        center_address=text(center.get("postal_address")),
+        center_website=text(center.get("website")),
+        sender_domains=tuple(dict.fromkeys(domains)),
+        clinical_fields=tuple(dict.fromkeys((*(k for k in clinical if isinstance(k, str)), *CLINICAL_WORDS))),
+        center_name=text(center.get("name")),
+        staff_names=staff_list(center.get("staff", "")),
+    )
+
+
+def staff_list(value: Any) -> tuple[str, ...]:
+    """Staff names from config: "Dr. A; Dr. B" (a TOML list of strings is read too)."""
+    if isinstance(value, str):
+        return tuple(n.strip() for n in value.split(";") if n.strip())
+    if isinstance(value, list | tuple):
+        return tuple(n.strip() for n in value if isinstance(n, str) and n.strip())
+    return ()
 
 
 @lru_cache(maxsize=32)

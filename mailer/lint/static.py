@@ -12,6 +12,7 @@ from __future__ import annotations
 import re
 from collections.abc import Iterator
 from dataclasses import dataclass, field
+from functools import lru_cache
 from typing import NamedTuple
 
 from jinja2 import nodes
@@ -92,13 +93,20 @@ class Analysis:
 def parse(source: Source) -> tuple[nodes.Template | None, Finding | None]:
     """The AST, or a PHI100 finding: a template that does not parse cannot be verified."""
     try:
-        return _ENV.parse(source.text), None
+        return _parse_text(source.text), None
     except TemplateSyntaxError as err:
         line, col = source.locate(err.lineno or 1)
         return None, finding("PHI100", source.path, line, col, f"Jinja syntax error: {_safe(err.message)}")
     except RecursionError:
         line, col = source.position(0)
         return None, finding("PHI100", source.path, line, col, "template nests too deeply to analyse")
+
+
+@lru_cache(maxsize=32)
+def _parse_text(text: str) -> nodes.Template:
+    """Jinja's AST of TEXT, parsed once per lint: the context check and the value flow
+    both read it (neither changes it). A syntax error is raised again on every call."""
+    return _ENV.parse(text)
 
 
 def _safe(message: str | None) -> str:
@@ -433,6 +441,11 @@ class _Walker:
                 self.report("PHI103", node, "get", f"'{base.root}.get()' with a computed key cannot be verified")
                 return BAD
             origin = self.member(base, callee.attr, callee, "attribute")
+        elif isinstance(callee, nodes.Name) and callee.name == "namespace" and self.lookup("namespace") is None:
+            # namespace(...) only makes a local holder; its attributes are followed by
+            # mailer.lint.flow (issue 13). The bare global stays a gadget (PHI104).
+            self._args(node)
+            return LOCAL
         else:
             origin = self.expr(callee)
             if origin.kind == "ns":

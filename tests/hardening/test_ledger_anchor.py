@@ -21,6 +21,7 @@ from mailer.ledger_anchor import anchor_path, read_anchors
 from mailer.models import Delivery
 from mailer.store import deliveries as dq
 from tests.conftest import NO_GATES
+from tests.helpers_accounts import cli_env
 from tests.test_ledger_support import cli, drop_triggers, fill, send_event, sql, write_config
 from tests.test_send_support import ledger_rows, newsletter
 
@@ -108,7 +109,9 @@ def test_cli_commands_anchor_and_verify_against_a_copy(runtime_factory: Any, tmp
     rt = runtime_factory()
     cfg = write_config(rt, tmp_path)
     fill(rt, 5)
+    cli_env(cfg, "auditor")  # the account exists before the snapshot (its creation is in the ledger)
     old = _snapshot(rt.engine)
+    before = rt.ledger.last_seq()
     res = cli(cfg, "ledger", "export", "--out", str(tmp_path / "x.jsonl"))  # records a data-export entry
     assert res.exit_code == 0, res.output
     anchors = read_anchors(rt.ledger.anchor_file)

@@ -26,7 +26,7 @@ def test_corpus_case(case: Case) -> None:
     findings = lint_paths([case.path], SETTINGS)
     report = "\n".join(f.format() for f in findings)
     errors = {f.code for f in findings if f.severity == "error" and not f.waived}
-    warnings = {f.code for f in findings if f.severity == "warning" and not f.waived}
+    warnings = {f.code for f in findings if f.severity != "error" and not f.waived}  # review or info
     waived = {f.code for f in findings if f.waived}
     assert errors == case.errors, f"{case.description}\n{report}"
     assert warnings == case.warnings, f"{case.description}\n{report}"

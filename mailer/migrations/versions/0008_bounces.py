@@ -1,7 +1,7 @@
 """bounces and complaints: VERP tokens, processed events, messages kept aside (issue 19)
 
 Revision ID: 0008_bounces
-Revises: 0005_accounts
+Revises: 0007_campaign_snapshot
 Create Date: 2026-12-01 12:45:00
 """
 import sqlalchemy as sa
@@ -9,7 +9,7 @@ import sqlmodel
 from alembic import op
 
 revision = "0008_bounces"
-down_revision = "0005_accounts"
+down_revision = "0007_campaign_snapshot"
 branch_labels = None
 depends_on = None
 
