@@ -56,8 +56,10 @@ def _reusable_ca(certs: DevCerts, until: dt.datetime) -> tuple[x509.Certificate,
 
 
 def make_dev_certs(folder: Path, hostname: str = "localhost", *, days: int = 1,
-                   reuse_ca: bool = False) -> DevCerts:
+                   reuse_ca: bool = False, loopback: bool = True) -> DevCerts:
     """CA + a fresh leaf for `hostname`, localhost, 127.0.0.1 and ::1 (ECDSA P-256).
+
+    `loopback=False` names `hostname` alone (tests of a certificate for another host).
 
     The leaf is valid `days` days and is made anew on every call, so restarting a sink
     renews it. With `reuse_ca`, a CA already in `folder` that outlives the new leaf is
@@ -87,9 +89,10 @@ def make_dev_certs(folder: Path, hostname: str = "localhost", *, days: int = 1,
         _write_private(certs.ca_key_file, ca_key)
         certs.ca_file.write_bytes(ca.public_bytes(serialization.Encoding.PEM))
     key = ec.generate_private_key(ec.SECP256R1())
-    names = list(dict.fromkeys([hostname, "localhost"]))
+    names = list(dict.fromkeys([hostname, "localhost"] if loopback else [hostname]))
     sans: list[x509.GeneralName] = [x509.DNSName(n) for n in names]
-    sans += [x509.IPAddress(ipaddress.ip_address("127.0.0.1")), x509.IPAddress(ipaddress.ip_address("::1"))]
+    if loopback:
+        sans += [x509.IPAddress(ipaddress.ip_address("127.0.0.1")), x509.IPAddress(ipaddress.ip_address("::1"))]
     leaf = (
         x509.CertificateBuilder().subject_name(_name(hostname)).issuer_name(ca.subject)
         .public_key(key.public_key()).serial_number(x509.random_serial_number())

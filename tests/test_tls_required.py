@@ -83,7 +83,7 @@ async def test_bad_certificate_aborts(runtime_factory, certs, tmp_path: Path, pr
     if problem == "unknown-ca":  # a valid chain, but from a CA the client does not trust
         server_certs, trusted = make_dev_certs(tmp_path / "other-ca"), certs
     else:  # a trusted CA, but the certificate names another host than "localhost", which we dial
-        server_certs = make_dev_certs(tmp_path / "mismatch", hostname="relay.elsewhere.example")
+        server_certs = make_dev_certs(tmp_path / "mismatch", hostname="relay.elsewhere.example", loopback=False)
         trusted = server_certs
     handler = CountingHandler()
     controller, port = start_server(handler, tls=tls_server_context(server_certs), require_starttls=True)
