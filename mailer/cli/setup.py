@@ -72,6 +72,9 @@ def _private_database(url: str) -> None:
     if not db or db == ":memory:":
         return
     if not os.path.exists(db):
+        parent = os.path.dirname(db)
+        if parent:
+            os.makedirs(parent, mode=0o700, exist_ok=True)  # a fresh folder for a fresh database
         os.close(os.open(db, os.O_WRONLY | os.O_CREAT, 0o600))
     for suffix in ("", "-wal", "-shm"):
         if os.path.exists(db + suffix):
