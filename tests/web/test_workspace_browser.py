@@ -119,7 +119,7 @@ def test_marketer_creates_and_submits_and_cannot_approve(server: Server, new_pag
     assert denied[-1]["actor"] == "mara" and denied[-1]["action"] == "campaign.approve"
 
 
-def test_reviewer_approves_bound_to_the_hashes_and_an_edit_sends_it_back(server: Server, new_page: Any) -> None:
+def test_reviewer_approves_bound_to_the_hashes_and_an_edit_on_disk_is_a_new_version(server: Server, new_page: Any) -> None:
     author = new_page()
     sign_in(author, server, "mara")
     cid = create_and_submit(author, server)
@@ -146,13 +146,16 @@ def test_reviewer_approves_bound_to_the_hashes_and_an_edit_sends_it_back(server:
     assert (a.template_hash, a.segment_hash) == campaigns.current_hashes(c) == (c.template_hash, c.segment_hash)
     row = page.locator("#approvals tbody tr").first.inner_text()
     assert a.template_hash in row and a.segment_hash in row and "checked wording and counts" in row
-    # the author edits the template after approval: back in review, bound to the new content
+    # the author edits the template on disk after approval (issue 15): what was approved is the
+    # submitted snapshot, and that is what would be sent; the edit is a new version that
+    # needs a new submission, so the approval stays bound to the approved hashes
     body = server.templates / "newsletter" / "body.html.j2"
     body.write_text(body.read_text().replace("quieter", "Quieter", 1))
     author.goto(f"{server.url}/campaigns/{cid}")
-    assert author.inner_text("#status") == "submitted"
-    assert "changed after approval" in author.inner_text("main")
-    assert campaigns.get(server.rt, cid).template_hash != a.template_hash
+    assert author.inner_text("#status") == "approved"
+    after = campaigns.get(server.rt, cid)
+    assert (after.template_hash, after.segment_hash) == (a.template_hash, a.segment_hash)
+    assert campaigns.current_hashes(after, server.rt) == (a.template_hash, a.segment_hash)
 
 
 def test_reviewer_rejects_with_a_comment_at_the_field(server: Server, new_page: Any) -> None:
