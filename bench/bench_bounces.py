@@ -68,7 +68,7 @@ def child(n: int, folder: Path) -> dict[str, Any]:
                                       "keys": {"file": str(folder / "keys.json")},
                                       "bounces": {"domain": DOMAIN}}, source="<bench>")
     keyring = Keyring.generate()
-    rt = Runtime(settings, _keyring=keyring)
+    rt = Runtime(settings, _keyring=keyring, initialising=True)  # a fresh bench database
     rt.migrate()
     md = mailbox.Maildir(str(folder / "Maildir"), create=True)
     rows = []

@@ -141,7 +141,7 @@ def child_pipeline(n: int, k: int, port: int, ca_file: Path, folder: Path, dkim:
 
         keyring.dkim_private_pem = generate_key("ed25519")
     keyring.save(settings.keys.file)
-    rt = Runtime(settings, _keyring=keyring)
+    rt = Runtime(settings, _keyring=keyring, initialising=True)  # a fresh bench database
     rt.migrate()
     csv_path = folder / "contacts.csv"
     _contacts_csv(csv_path, n)
