@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import signal
-import threading
 from pathlib import Path
 from typing import Annotated
 
@@ -13,6 +11,7 @@ from sqlalchemy import select
 
 from mailer.accounts.permissions import Action
 from mailer.cli.common import act, new_app, out, print_json, runtime
+from mailer.cli.stopping import stop_on_signals
 from mailer.errors import ConfigError, InputError
 
 bounces_app = new_app("Bounces (RFC 3464) and complaints (RFC 5965): receive, fetch, review (BNC-1, STD-7).")
@@ -76,9 +75,7 @@ def receive(ctx: typer.Context,
     controller, bound, handler = start_receiver(proc, host=host or s.receiver_host,
                                                 port=s.receiver_port if port is None else port,
                                                 cert_file=s.tls_cert_file, key_file=s.tls_key_file)
-    stop = threading.Event()
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        signal.signal(sig, lambda *_: stop.set())
+    stop = stop_on_signals()
     out.print(f"receiving bounces for {s.domain} on {host or s.receiver_host}:{bound} (STARTTLS required)",
               markup=False)
     import sys

@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-import signal
 import sys
-import threading
 from pathlib import Path
 from typing import Annotated
 
 import typer
 
+from mailer.cli.stopping import stop_on_signals
 from mailer.errors import EXIT_USAGE
 
 
@@ -45,10 +44,8 @@ def sink(
     say(f"mailer sink: STARTTLS on {host}:{bound}; messages go to {out.resolve()}/ (0700, files 0600)")
     say("paste into your mailer config:\n")
     say(server.settings())
+    stop = stop_on_signals()  # before the line a supervisor waits for
     say("waiting for messages (Ctrl-C to stop)")
-    stop = threading.Event()
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        signal.signal(sig, lambda *_: stop.set())
     try:
         stop.wait()
     finally:

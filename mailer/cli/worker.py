@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-import signal
 import sys
-import threading
 from pathlib import Path
 from typing import Annotated
 
@@ -12,6 +10,7 @@ import typer
 
 from mailer.accounts.permissions import Action
 from mailer.cli.common import act, runtime
+from mailer.cli.stopping import stop_on_signals
 from mailer.scheduler import DEFAULT_MISFIRE_GRACE, Worker
 
 
@@ -45,9 +44,7 @@ def register(app: typer.Typer) -> None:
         who = act(ctx, Action.CAMPAIGN_RUN)
         if rt.settings.bounces.fetch_from:  # it will also take bounces in (issue 19): checked up front
             act(ctx, Action.BOUNCES_PROCESS)
-        stop = threading.Event()
-        for sig in (signal.SIGTERM, signal.SIGINT):
-            signal.signal(sig, lambda *_: stop.set())
+        stop = stop_on_signals()
 
         def ready() -> None:
             sys.stdout.write(f"worker ready (pid {__import__('os').getpid()}, timezone {rt.settings.center.timezone})\n")
