@@ -26,6 +26,7 @@ from mailer.errors import ComplianceRefusal, InputError, MailerError
 from mailer.runtime import Runtime
 from mailer.web.workspace import sessions
 from mailer.web.workspace.security import CSRF_FIELD, HEADERS, SESSION_COOKIE, RateLimiter, csrf_ok
+from mailer.web.workspace.verify_jobs import VerifyJobs
 
 log = logging.getLogger(__name__)
 HERE = Path(__file__).parent
@@ -44,6 +45,7 @@ class Workspace:
                                autoescape=select_autoescape(default=True), trim_blocks=True, lstrip_blocks=True)
         self.env.globals["Action"] = Action
         self.limiter = RateLimiter(rt.settings.web.signin_per_minute)
+        self.jobs = VerifyJobs()
 
     def runtime_for(self, principal: Principal) -> Runtime:
         """A per-request Runtime acting as the signed-in account (the ledger names it)."""
