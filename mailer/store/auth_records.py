@@ -349,10 +349,15 @@ def grant_checked(engine: Engine, keyring: Keyring, ledger: Ledger, *, contact_i
 
 
 def check_known_scope(engine: Engine, contact_id: int, scope: str) -> None:
-    """A scope nobody knows is a typo, not a revocation: refuse (exit 2) listing the known
-    scopes and the ones this contact holds, so no authorization stays valid by mistake."""
+    """A scope nobody knows, or a contact id nobody has, is a typo, not a revocation: refuse
+    (exit 2) listing the known scopes and the ones this contact holds, so no authorization
+    stays valid by mistake."""
     table = Authorization.__table__  # type: ignore[attr-defined]
+    contacts = Contact.__table__  # type: ignore[attr-defined]
     with engine.connect() as conn:
+        if conn.execute(select(contacts.c.id).where(contacts.c.id == contact_id)).first() is None:
+            raise InputError(f"no contact with id {contact_id}; nothing was revoked",
+                             hint="check the id (the authorizations list shows each record's contact id)")
         held = sorted({r[0] for r in conn.execute(select(table.c.scope).where(table.c.contact_id == contact_id))})
     if scope in SCOPES or scope in held:
         return

@@ -77,6 +77,12 @@ def test_reviewer_grants_and_revokes_an_authorization(server: Server, new_page: 
     form.locator("button:has-text('Record revocation')").click()
     assert "is unknown; nothing was revoked" in page.inner_text("#revoke .field-error")
     form = page.locator("#revoke form")
+    form.locator("input[name=contact]").fill("99999")
+    form.locator("input[name=scope]").fill(SCOPE)
+    form.locator("button:has-text('Record revocation')").click()
+    assert "no contact with id 99999" in page.inner_text("#revoke .field-error")
+    assert entries(server, "authorization", "revoke-unmatched") == []
+    form = page.locator("#revoke form")
     form.locator("input[name=contact]").fill("5")
     form.locator("input[name=scope]").fill(SCOPE)
     form.locator("button:has-text('Record revocation')").click()
@@ -138,6 +144,9 @@ def test_admin_changes_roles_and_the_page_follows(server: Server, new_page: Any)
     row.locator("button:has-text('Set roles')").click()
     assert "last enabled administrator" in admin.inner_text("main")
     assert "give another account the admin role first" in admin.inner_text("main")
+    # an unknown account or action is a 404
+    assert admin.request.post(server.url + "/users/nobody/roles", form={"csrf_token": csrf_of(admin)}).status == 404
+    assert admin.request.post(server.url + "/users/mara/promote", form={"csrf_token": csrf_of(admin)}).status == 404
     # a reviewer cannot change roles
     rita = new_page()
     sign_in(rita, server, "rita")

@@ -180,7 +180,8 @@ def authorization_revoke(c: Ctx) -> Response:
         try:
             check_known_scope(c.rt.engine, cid, scope)
         except InputError as e:
-            errors["revoke_scope"] = e.message + (f" ({e.hint})" if e.hint else "")
+            errors["revoke_contact" if "no contact" in e.message else "revoke_scope"] = \
+                e.message + (f" ({e.hint})" if e.hint else "")
     if errors or cid is None:
         if "contact" in errors:
             errors["revoke_contact"] = errors.pop("contact")

@@ -19,7 +19,7 @@ from mailer.accounts.permissions import ROLES, Action
 from mailer.errors import MailerError
 from mailer.models import Authorization, Campaign, Delivery, utcnow
 from mailer.web.workspace.campaign_pages import counts_by_status
-from mailer.web.workspace.core import Ctx, page, redirect
+from mailer.web.workspace.core import Ctx, NotFound, page, redirect
 from mailer.web.workspace.models import LedgerVerification
 
 _C = Campaign.__table__  # type: ignore[attr-defined]
@@ -93,6 +93,9 @@ def _users(c: Ctx, status: int = 200, *, errors: dict[str, str] | None = None, c
 @page(Action.USERS_MANAGE)
 def user_action(c: Ctx) -> Response:
     name, action = c.request.path_params["name"], c.request.path_params["action"]
+    if action not in ("disable", "enable", "roles", "reset") or \
+            name.strip().lower() not in {a.name for a in accounts.list_accounts(c.rt)}:
+        raise NotFound(f"{name}/{action}")
     if action == "disable":
         accounts.set_disabled(c.rt, c.principal, name, True)
     elif action == "enable":
@@ -107,8 +110,4 @@ def user_action(c: Ctx) -> Response:
     elif action == "reset":
         otp = accounts.reset_password(c.rt, c.principal, name)
         return _users(c, created={"name": name, "password": otp, "totp": None}, done="reset")
-    else:
-        from mailer.web.workspace.core import NotFound
-
-        raise NotFound(action)
     return redirect(f"/users?done={action}")
