@@ -16,6 +16,7 @@ from mailer.accounts.permissions import Action, Principal, require
 from mailer.errors import InputError
 from mailer.ledger import ACCESS, Event
 from mailer.models import utcnow
+from mailer.redact import scrub
 from mailer.runtime import Runtime
 
 REASON_MIN, REASON_MAX = 8, 300
@@ -44,8 +45,9 @@ class RecipientDetail:
 
 
 def check_reason(reason: str) -> str:
-    """The reason as recorded; refused (SEC-5) when missing or too short to mean anything."""
-    reason = " ".join((reason or "").split())
+    """The reason as recorded; refused (SEC-5) when missing or too short to mean anything.
+    An address or a long number typed into it (phone, record number) is not kept."""
+    reason = scrub(" ".join((reason or "").split()))
     if len(reason) < REASON_MIN:
         raise InputError("say why you need this recipient's details before they are shown", rules=("SEC-5",),
                          hint=f"at least {REASON_MIN} characters, e.g. 'patient called about the 3 May email, "

@@ -169,7 +169,7 @@ def test_recipient_details_need_a_reason_and_are_recorded(server: Server, new_pa
     assert "SEC-5" in page.inner_text("#reason-error")
     assert who.email not in page.content()
     assert entries(server, "access", "recipient-viewed") == []
-    page.fill("input[name=reason]", "patient called about the newsletter, ticket 4411")
+    page.fill("input[name=reason]", f"patient called about the newsletter from {who.email}, ticket 4411")
     page.click("button:has-text('Show details')")
     assert page.inner_text("#recipient-email") == who.email
     assert who.email not in page.url and who.email not in page.title() and "?" not in page.url
@@ -180,7 +180,7 @@ def test_recipient_details_need_a_reason_and_are_recorded(server: Server, new_pa
     e = got[0]
     assert e.actor == "rita" and e.contact_id == 1 and e.recipient_hash == who.email_hash
     detail = json.loads(e.detail)
-    assert detail["reason"] == "patient called about the newsletter, ticket 4411"
+    assert detail["reason"] == "patient called about the newsletter from <address>, ticket 4411"
     with server.rt.engine.connect() as conn:
         raw = " ".join(str(v) for v in conn.execute(select(_L)).all())
     assert who.email not in raw and who.identity.get("last_name", "@") not in raw
