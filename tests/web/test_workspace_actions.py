@@ -103,6 +103,7 @@ def test_marketer_sees_no_grant_form_and_a_forged_grant_is_403(server: Server, n
                              form={"csrf_token": csrf_of(page), "contact": "5", "scope": SCOPE})
     assert resp.status == 403
     assert "may not authorizations.grant" in resp.text() and "SEC-10" in resp.text()
+    assert "an administrator can give this account one of these roles: staff, reviewer" in resp.text()
     assert len(entries(server, "authorization", "granted")) == before
     denied = json.loads(entries(server, "access", "denied")[-1].detail)
     assert denied["action"] == "authorizations.grant"
