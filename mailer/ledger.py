@@ -322,10 +322,12 @@ class Ledger:
             return False
         return hmac.compare_digest(self.checkpoint_mac(cp.name, cp.seq, cp.entry_hash, cp.key_id), cp.mac)
 
-    def verify(self, *, page: int = 20000, anchor_file: Path | None = None) -> Verification:
+    def verify(self, *, page: int = 20000, anchor_file: Path | None = None,
+               progress: Callable[[int], None] | None = None) -> Verification:
         """Walk the whole chain in one snapshot; report the first entry that does not hold.
         Then compare with the newest anchor kept outside the database (ANCHOR_FILE, else the
-        one beside the key file): a ledger older, shorter or other than it fails."""
+        one beside the key file): a ledger older, shorter or other than it fails.
+        `progress(entries_checked)` is called after each page (the workspace shows it)."""
         from mailer.ledger_anchor import read_anchors
 
         started = time.perf_counter()
@@ -335,7 +337,7 @@ class Ledger:
             if conn.dialect.name == "postgresql":
                 conn = conn.execution_options(isolation_level="REPEATABLE READ")
             with conn.begin():
-                v = self._verify_in(conn, page)
+                v = self._verify_in(conn, page, progress)
                 if v.ok and anchors:
                     v = self._against_anchors(conn, v, anchors, path)
         return replace(v, seconds=time.perf_counter() - started)
@@ -387,7 +389,8 @@ class Ledger:
         finally:
             cur.close()
 
-    def _verify_in(self, conn: Connection, page: int) -> Verification:
+    def _verify_in(self, conn: Connection, page: int,
+                   progress: Callable[[int], None] | None = None) -> Verification:
         cps = self.checkpoints(conn)
         anchor = cps.get(PURGED)
         prev, expected = GENESIS, 1
@@ -437,6 +440,8 @@ class Ledger:
                                         "ledger key (forged, re-chained or signed with another key)", "signature", **base)
                 prev = h
                 expected += 1
+            if progress is not None:
+                progress(count)
         last = expected - 1
         head = cps.get(HEAD)
         if head is None:

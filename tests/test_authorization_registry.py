@@ -296,6 +296,12 @@ def test_cli_grant_with_document_then_list_revoke_and_purge(cli: Any, reg: Any, 
     assert outcomes == ["granted", "revoked", "purge-refused"]
 
 
+def test_cli_revoke_for_an_unknown_contact_id_is_exit_2_and_records_nothing(cli: Any, reg: Any) -> None:
+    res = cli("authorizations", "revoke", "--contact", "99999", "--scope", SCOPE)
+    assert res.exit_code == 2 and "no contact with id 99999" in res.output
+    assert [e for e in reg.ledger.rows() if e.kind == AUTHORIZATION and e.outcome.startswith("revoke")] == []
+
+
 def test_cli_unknown_contact_is_exit_2_without_echoing_the_address(cli: Any) -> None:
     res = cli("authorizations", "revoke", "--contact", "someone.else@example.com", "--scope", SCOPE)
     assert res.exit_code == 2 and "someone.else" not in res.output

@@ -13,7 +13,8 @@ data (and tested cell by cell), never patched by callers. Rule IDs:
 
 Roles: admin (accounts, keys, vendors, retention, bounce processing), marketer (audiences and campaigns),
 staff (service announcements and the front desk's authorization paperwork), reviewer
-(compliance: approves, rejects, reads and exports the ledger), service (the worker: sends
+(compliance: approves, rejects, records and revokes authorizations, reads and exports the
+ledger, looks up one recipient with a reason), service (the worker: sends
 what was approved and takes bounces in, never approves).
 """
 
@@ -45,6 +46,7 @@ class Action(StrEnum):
     CONTACTS_IMPORT = "contacts.import"
     CONTACTS_BACKUP = "contacts.backup"
     CONTACTS_RESTORE = "contacts.restore"
+    CONTACTS_VIEW = "contacts.view"  # show one recipient's details (PHI): asks a reason, recorded (SEC-5)
     AUTHORIZATIONS_GRANT = "authorizations.grant"
     AUTHORIZATIONS_REVOKE = "authorizations.revoke"
     AUTHORIZATIONS_IMPORT = "authorizations.import"
@@ -75,27 +77,29 @@ class Action(StrEnum):
 A = Action
 _CAMPAIGN_WORK = frozenset({A.CAMPAIGN_CREATE, A.CAMPAIGN_SUBMIT, A.CAMPAIGN_CHECK, A.CAMPAIGN_SCHEDULE,
                             A.CAMPAIGN_SEND, A.CAMPAIGN_PAUSE, A.CAMPAIGN_RESUME, A.CAMPAIGN_CANCEL})
-_PAPERWORK = frozenset({A.CONTACTS_IMPORT, A.AUTHORIZATIONS_GRANT, A.AUTHORIZATIONS_REVOKE,
-                        A.AUTHORIZATIONS_IMPORT})
+_PAPERWORK = frozenset({A.CONTACTS_IMPORT, A.AUTHORIZATIONS_REVOKE, A.AUTHORIZATIONS_IMPORT})
 
 # THE table. A role not listed for an action may not do it.
 PERMISSIONS: dict[str, frozenset[Action]] = {
     Role.ADMIN: frozenset({A.USERS_MANAGE, A.KEYS_ROTATE, A.VENDORS_MANAGE, A.CONTACTS_BACKUP,
                            A.CONTACTS_RESTORE, A.AUTHORIZATIONS_PURGE, A.LEDGER_READ, A.LEDGER_EXPORT,
                            A.LEDGER_PURGE, A.BOUNCES_PROCESS}),
+    # A marketer does not record signed authorizations one by one: the person whose audience
+    # grows with them is not the one who vouches for the signature (issue 16: reviewer, staff).
     Role.MARKETER: _CAMPAIGN_WORK | _PAPERWORK | {A.SEGMENT_REGISTER, A.TEMPLATE_REGISTER},
-    Role.STAFF: _CAMPAIGN_WORK | _PAPERWORK | {A.TEMPLATE_REGISTER},
+    Role.STAFF: _CAMPAIGN_WORK | _PAPERWORK | {A.TEMPLATE_REGISTER, A.AUTHORIZATIONS_GRANT, A.CONTACTS_VIEW},
     Role.REVIEWER: frozenset({A.CAMPAIGN_APPROVE, A.CAMPAIGN_REJECT, A.CAMPAIGN_CHECK, A.CAMPAIGN_PAUSE,
-                              A.CAMPAIGN_CANCEL, A.AUTHORIZATIONS_REVOKE, A.LEDGER_READ,
-                              A.LEDGER_EXPORT, A.LEDGER_EVIDENCE}),
+                              A.CAMPAIGN_CANCEL, A.AUTHORIZATIONS_GRANT, A.AUTHORIZATIONS_REVOKE,
+                              A.CONTACTS_VIEW, A.LEDGER_READ, A.LEDGER_EXPORT, A.LEDGER_EVIDENCE}),
     Role.SERVICE: frozenset({A.CAMPAIGN_RUN, A.CAMPAIGN_SEND, A.CAMPAIGN_CHECK, A.CAMPAIGN_PAUSE,
                              A.BOUNCES_PROCESS}),
 }
 
 # Actions the table must never grant to a role, whatever edits it gets (tested).
 NEVER: dict[str, frozenset[Action]] = {
-    Role.SERVICE: frozenset({A.CAMPAIGN_APPROVE, A.CAMPAIGN_REJECT, A.USERS_MANAGE, A.KEYS_ROTATE}),
-    Role.MARKETER: frozenset({A.CAMPAIGN_APPROVE, A.USERS_MANAGE}),
+    Role.SERVICE: frozenset({A.CAMPAIGN_APPROVE, A.CAMPAIGN_REJECT, A.USERS_MANAGE, A.KEYS_ROTATE,
+                             A.CONTACTS_VIEW}),
+    Role.MARKETER: frozenset({A.CAMPAIGN_APPROVE, A.USERS_MANAGE, A.AUTHORIZATIONS_GRANT, A.CONTACTS_VIEW}),
     Role.STAFF: frozenset({A.CAMPAIGN_APPROVE, A.USERS_MANAGE}),
 }
 

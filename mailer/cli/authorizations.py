@@ -118,10 +118,8 @@ def grant_cmd(
     fmt: Annotated[str, typer.Option("--format", help="text or json.")] = "text",
 ) -> None:
     """Record one signed authorization with every 164.508(c) element; prints its id and validity now."""
-    from mailer.authorizations import is_valid
-    from mailer.models import utcnow
-    from mailer.store.auth_records import authorizations_for, grant
     from mailer.store.auth_records import document_sha256 as sha_of
+    from mailer.store.auth_records import grant_checked
 
     if document and document_sha256:
         raise InputError("give --document or --document-sha256, not both")
@@ -140,9 +138,8 @@ def grant_cmd(
     }
     rt = runtime(ctx)
     cid = resolve_contact(ctx, contact)
-    new_id = grant(rt.engine, rt.keyring, rt.ledger, contact_id=cid, fields=fields, actor=act(ctx, Action.AUTHORIZATIONS_GRANT))
-    rec = next(r for r in authorizations_for(rt.engine, rt.keyring, [cid], scope)[cid] if r.id == new_id)
-    v = is_valid(rec, scope, utcnow())
+    new_id, v = grant_checked(rt.engine, rt.keyring, rt.ledger, contact_id=cid, fields=fields,
+                              actor=act(ctx, Action.AUTHORIZATIONS_GRANT))
     if fmt == "json":
         print_json({"id": new_id, "contact_id": cid, "scope": scope, **v.as_dict()})
         return
@@ -161,7 +158,7 @@ def revoke_cmd(
 ) -> None:
     """Record a written revocation; it blocks every message not yet sent (AUTH-7)."""
     from mailer.models import utcnow
-    from mailer.store.auth_records import revoke
+    from mailer.store.auth_records import check_known_scope, revoke
 
     rt = runtime(ctx)
     when = _time(at, "--at")
@@ -169,7 +166,7 @@ def revoke_cmd(
         raise InputError("--at is in the future; a revocation takes effect when it is received",
                          rules=("AUTH-7",), hint="give the time the written revocation arrived")
     cid = resolve_contact(ctx, contact)
-    _known_scope(rt, cid, scope)
+    check_known_scope(rt.engine, cid, scope)
     ids = revoke(rt.engine, rt.ledger, contact_id=cid, scope=scope, at=when, actor=act(ctx, Action.AUTHORIZATIONS_REVOKE))
     if ids:
         out.print(f"revoked {len(ids)} authorization(s) of contact {cid} for scope {scope}: "
@@ -177,24 +174,6 @@ def revoke_cmd(
     else:
         out.print(f"no authorization of contact {cid} for scope {scope} to revoke; the revocation is recorded "
                   "in the ledger", markup=False)
-
-
-def _known_scope(rt: Any, contact_id: int, scope: str) -> None:
-    """A scope nobody knows is a typo, not a revocation: refuse (exit 2) listing the known
-    scopes and the ones this contact holds, so no authorization stays valid by mistake."""
-    from sqlalchemy import select
-
-    from mailer.authorizations import SCOPES
-    from mailer.models import Authorization
-
-    t = Authorization.__table__  # type: ignore[attr-defined]
-    with rt.engine.connect() as conn:
-        held = sorted({r[0] for r in conn.execute(select(t.c.scope).where(t.c.contact_id == contact_id))})
-    if scope in SCOPES or scope in held:
-        return
-    raise InputError(f"scope {scope!r} is unknown; nothing was revoked",
-                     hint=f"known scopes: {', '.join(SCOPES)}; contact {contact_id} holds: "
-                     f"{', '.join(held) or 'no authorizations'}")
 
 
 @auth_app.command("list")

@@ -25,7 +25,7 @@ from email_validator import EmailNotValidError
 from sqlalchemy import Engine, delete, insert, select, update
 
 from mailer import csv_header
-from mailer.authorizations import SCOPES, check_purge, is_valid, retention_until
+from mailer.authorizations import SCOPES, Validity, check_purge, is_valid, retention_until
 from mailer.contacts import normalize_email, parse_bool, records
 from mailer.crypto import Keyring
 from mailer.db import writing
@@ -336,6 +336,34 @@ def grant(engine: Engine, keyring: Keyring, ledger: Ledger, *, contact_id: int, 
                                       authorization_id=new_id, actor=actor,
                                       detail={"scope": rec["scope"], "document_sha256": sha or None})])
     return new_id
+
+
+def grant_checked(engine: Engine, keyring: Keyring, ledger: Ledger, *, contact_id: int,
+                  fields: Mapping[str, Any], actor: str | None = None) -> tuple[int, Validity]:
+    """`grant`, then the new record's validity now (what `authorizations grant` and the
+    workspace's grant form both report: status, rule IDs and reasons, no element's text)."""
+    new_id = grant(engine, keyring, ledger, contact_id=contact_id, fields=fields, actor=actor)
+    scope = str(fields["scope"])
+    rec = next(r for r in authorizations_for(engine, keyring, [contact_id], scope)[contact_id] if r.id == new_id)
+    return new_id, is_valid(rec, scope, utcnow())
+
+
+def check_known_scope(engine: Engine, contact_id: int, scope: str) -> None:
+    """A scope nobody knows, or a contact id nobody has, is a typo, not a revocation: refuse
+    (exit 2) listing the known scopes and the ones this contact holds, so no authorization
+    stays valid by mistake."""
+    table = Authorization.__table__  # type: ignore[attr-defined]
+    contacts = Contact.__table__  # type: ignore[attr-defined]
+    with engine.connect() as conn:
+        if conn.execute(select(contacts.c.id).where(contacts.c.id == contact_id)).first() is None:
+            raise InputError(f"no contact with id {contact_id}; nothing was revoked",
+                             hint="check the id (the authorizations list shows each record's contact id)")
+        held = sorted({r[0] for r in conn.execute(select(table.c.scope).where(table.c.contact_id == contact_id))})
+    if scope in SCOPES or scope in held:
+        return
+    raise InputError(f"scope {scope!r} is unknown; nothing was revoked",
+                     hint=f"known scopes: {', '.join(SCOPES)}; contact {contact_id} holds: "
+                     f"{', '.join(held) or 'no authorizations'}")
 
 
 def document_sha256(path: Path) -> str:

@@ -89,3 +89,41 @@ def test_unsubscribe_and_workspace_are_routed_apart(runtime_factory: Any) -> Non
     assert only_unsub.get("/login").status_code == 404
     only_ws = TestClient(build_app(rt, "workspace"), follow_redirects=False)
     assert only_ws.get("/healthz").status_code in (303, 404)
+
+
+@pytest.mark.parametrize("reason", ["", "   ", "because", "x" * 301])
+def test_a_recipient_view_without_a_real_reason_is_refused_with_sec5(reason: str) -> None:
+    from mailer.errors import InputError
+    from mailer.recipients import check_reason
+
+    with pytest.raises(InputError) as exc:
+        check_reason(reason)
+    assert exc.value.rules == ("SEC-5",) and exc.value.hint
+
+
+def test_a_recipient_view_reason_keeps_no_address_or_long_number() -> None:
+    from mailer.recipients import check_reason
+
+    got = check_reason("  call from  kenji.evans1@example.com  about MRN 123456789 ")
+    assert got == "call from <address> about MRN <digits>"
+
+
+def test_verify_progress_never_claims_done_early() -> None:
+    from mailer.web.workspace.verify_jobs import Job
+
+    job = Job("j", "rita", total=1000)
+    assert job.percent == 0
+    job.checked = 1000  # every entry read, result not recorded yet
+    assert job.percent == 99
+    job.done = True
+    assert job.percent == 100
+    assert Job("e", "rita", total=0).percent == 0
+
+
+def test_recipient_view_needs_contacts_view(runtime_factory: Any) -> None:
+    from mailer.accounts.permissions import PermissionDenied
+    from mailer.recipients import view_recipient
+
+    rt = runtime_factory(None)
+    with pytest.raises(PermissionDenied):
+        view_recipient(rt, Principal(1, "mara", frozenset({"marketer"}), "session"), 1, "ticket 4411 call back")

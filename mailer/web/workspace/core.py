@@ -21,11 +21,12 @@ from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 from starlette.responses import HTMLResponse, RedirectResponse, Response
 
-from mailer.accounts.permissions import Action, PermissionDenied, Principal, require
+from mailer.accounts.permissions import Action, PermissionDenied, Principal, require, roles_for
 from mailer.errors import ComplianceRefusal, InputError, MailerError
 from mailer.runtime import Runtime
 from mailer.web.workspace import sessions
 from mailer.web.workspace.security import CSRF_FIELD, HEADERS, SESSION_COOKIE, RateLimiter, csrf_ok
+from mailer.web.workspace.verify_jobs import VerifyJobs
 
 log = logging.getLogger(__name__)
 HERE = Path(__file__).parent
@@ -44,6 +45,7 @@ class Workspace:
                                autoescape=select_autoescape(default=True), trim_blocks=True, lstrip_blocks=True)
         self.env.globals["Action"] = Action
         self.limiter = RateLimiter(rt.settings.web.signin_per_minute)
+        self.jobs = VerifyJobs()
 
     def runtime_for(self, principal: Principal) -> Runtime:
         """A per-request Runtime acting as the signed-in account (the ledger names it)."""
@@ -157,7 +159,11 @@ def _guarded(fn: Callable[[Ctx], Response], c: Ctx, action: Action | None) -> Re
     except PermissionDenied as e:
         accounts.record_denied(c.rt, c.principal, Action(e.action) if e.action else Action.LEDGER_READ,
                                (e.rules or ("SEC-10",))[0])
-        return c.ws.error(403, "Not allowed", e.message, rules=e.rules, c=c)
+        # SEC-6 (four eyes) suggests no way around it; other refusals say who may grant the role.
+        may = ", ".join(roles_for(Action(e.action))) \
+            if e.action in {a.value for a in Action} and "SEC-6" not in e.rules else ""
+        hint = e.hint or (f"an administrator can give this account one of these roles: {may}" if may else "")
+        return c.ws.error(403, "Not allowed", e.message, rules=e.rules, hint=hint, c=c)
     except NotFound:
         return c.ws.error(404, "Not found", "There is nothing at this address.", c=c)
     except ComplianceRefusal as e:

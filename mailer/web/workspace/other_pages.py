@@ -1,13 +1,15 @@
-"""Dashboard, authorizations, rules and users pages.
+"""Dashboard, rules and users pages (authorizations: authorization_pages).
 
 The dashboard reads a few GROUP BY counts and the last stored verification, never the
-whole ledger. Authorizations are listed by id, contact id, scope, dates and flags only:
-the encrypted elements (which describe clinical information) are never decrypted here.
+whole ledger. The users page calls the account service `mailer users ...` calls
+(create, disable/enable, reset-password, roles), which checks `users.manage` itself and
+records every change as an `access` ledger entry.
 """
 
 from __future__ import annotations
 
 from datetime import timedelta
+from typing import Any
 
 from sqlalchemy import and_, func, select
 from starlette.responses import Response
@@ -17,8 +19,7 @@ from mailer.accounts.permissions import ROLES, Action
 from mailer.errors import MailerError
 from mailer.models import Authorization, Campaign, Delivery, utcnow
 from mailer.web.workspace.campaign_pages import counts_by_status
-from mailer.web.workspace.core import Ctx, int_param, page, redirect
-from mailer.web.workspace.ledger_pages import record_view
+from mailer.web.workspace.core import Ctx, NotFound, page, redirect
 from mailer.web.workspace.models import LedgerVerification
 
 _C = Campaign.__table__  # type: ignore[attr-defined]
@@ -55,59 +56,6 @@ def dashboard(c: Ctx) -> Response:
 
 
 @page()
-def authorizations_page(c: Ctx) -> Response:
-    if not (c.can(Action.AUTHORIZATIONS_REVOKE) or c.can(Action.AUTHORIZATIONS_GRANT)):
-        c.require(Action.AUTHORIZATIONS_REVOKE)
-    now = utcnow()
-    state, scope = c.q("state"), c.q("scope")[:64]
-    contact = int_param(c.q("contact"), "contact")
-    before = int_param(c.q("before"), "before")
-    cols = (_AU.c.id, _AU.c.contact_id, _AU.c.scope, _AU.c.signed_at, _AU.c.expires_at, _AU.c.revoked_at,
-            _AU.c.signer, _AU.c.remuneration, _AU.c.document_sha256)
-    q = select(*cols)
-    if state == "expiring":
-        q = q.where(_AU.c.revoked_at.is_(None), _AU.c.expires_at >= now, _AU.c.expires_at < now + timedelta(days=30))
-    elif state == "revoked":
-        q = q.where(_AU.c.revoked_at.is_not(None))
-    elif state == "expired":
-        q = q.where(_AU.c.expires_at < now)
-    if scope:
-        q = q.where(_AU.c.scope == scope)
-    if contact:
-        q = q.where(_AU.c.contact_id == contact)
-    if before:
-        q = q.where(_AU.c.id < before)
-    with c.rt.engine.connect() as conn:
-        rows = conn.execute(q.order_by(_AU.c.id.desc()).limit(51)).all()
-        scopes = [r[0] for r in conn.execute(select(_AU.c.scope).distinct().order_by(_AU.c.scope))]
-    more, rows = len(rows) > 50, rows[:50]
-    record_view(c, "authorizations", state=state, scope=scope, contact=contact, entries=len(rows))
-    return c.render("authorizations.html", rows=rows, more=more, scopes=scopes,
-                    f={"state": state, "scope": scope, "contact": c.q("contact")}, now=now,
-                    can_revoke=c.can(Action.AUTHORIZATIONS_REVOKE), done=c.q("done")[:16], errors={})
-
-
-@page(Action.AUTHORIZATIONS_REVOKE)
-def authorization_revoke(c: Ctx) -> Response:
-    """Record a written revocation (AUTH-7) for one contact id and scope."""
-    from mailer.store.auth_records import revoke
-
-    errors = {}
-    contact = c.form.get("contact", "").strip()
-    scope = c.form.get("scope", "").strip()
-    if not contact.isdigit():
-        errors["contact"] = "the contact's id (a number)"
-    if not scope or len(scope) > 64:
-        errors["scope"] = "the scope of the authorization being revoked"
-    if errors:
-        return c.render("authorizations.html", 400, rows=[], more=False, scopes=[],
-                        f={"state": "", "scope": scope, "contact": contact}, now=utcnow(), can_revoke=True,
-                        done="", errors=errors)
-    revoke(c.rt.engine, c.rt.ledger, contact_id=int(contact), scope=scope, actor=c.principal.name)
-    return redirect("/authorizations?done=revoked")
-
-
-@page()
 def rules_page(c: Ctx) -> Response:
     """The rule reference `mailer rules` prints (mailer/rules/reference.toml), by family."""
     from mailer import rules
@@ -133,23 +81,33 @@ def users_page(c: Ctx) -> Response:
                 created = {"name": info.name, "password": otp, "totp": enrol.secret if enrol else None}
             except MailerError as e:
                 errors["name"] = e.message + (f" ({e.hint})" if e.hint else "")
-    return c.render("users.html", 400 if errors else 200, users=accounts.list_accounts(c.rt), roles=ROLES,
-                    errors=errors, created=created, done=c.q("done")[:16])
+    return _users(c, 400 if errors else 200, errors=errors, created=created, done=c.q("done")[:16])
+
+
+def _users(c: Ctx, status: int = 200, *, errors: dict[str, str] | None = None, created: dict[str, Any] | None = None,
+           done: str = "") -> Response:
+    return c.render("users.html", status, users=accounts.list_accounts(c.rt), roles=ROLES, errors=errors or {},
+                    created=created, done=done)
 
 
 @page(Action.USERS_MANAGE)
 def user_action(c: Ctx) -> Response:
     name, action = c.request.path_params["name"], c.request.path_params["action"]
+    if action not in ("disable", "enable", "roles", "reset") or \
+            name.strip().lower() not in {a.name for a in accounts.list_accounts(c.rt)}:
+        raise NotFound(f"{name}/{action}")
     if action == "disable":
         accounts.set_disabled(c.rt, c.principal, name, True)
     elif action == "enable":
         accounts.set_disabled(c.rt, c.principal, name, False)
+    elif action == "roles":
+        roles = [r for r in ROLES if c.form.get(f"role_{r}")]
+        if not roles:
+            return _users(c, 400, errors={f"roles:{name}": "pick at least one role (disable the account instead)"})
+        info, enrol = accounts.set_roles(c.rt, c.principal, name, roles)
+        if enrol is not None:  # gained admin or reviewer without a second factor (SEC-7)
+            return _users(c, created={"name": info.name, "password": None, "totp": enrol.secret}, done="roles")
     elif action == "reset":
         otp = accounts.reset_password(c.rt, c.principal, name)
-        return c.render("users.html", users=accounts.list_accounts(c.rt), roles=ROLES, errors={},
-                        created={"name": name, "password": otp, "totp": None}, done="reset")
-    else:
-        from mailer.web.workspace.core import NotFound
-
-        raise NotFound(action)
+        return _users(c, created={"name": name, "password": otp, "totp": None}, done="reset")
     return redirect(f"/users?done={action}")

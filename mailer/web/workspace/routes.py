@@ -18,7 +18,14 @@ from starlette.staticfiles import StaticFiles
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from mailer.runtime import Runtime
-from mailer.web.workspace import auth, campaign_pages, ledger_pages, other_pages
+from mailer.web.workspace import (
+    auth,
+    authorization_pages,
+    campaign_pages,
+    ledger_pages,
+    other_pages,
+    recipient_pages,
+)
 from mailer.web.workspace.core import HERE, Workspace, new_reference
 from mailer.web.workspace.security import HEADERS
 
@@ -51,6 +58,7 @@ class SecurityHeaders:
 def create_workspace(rt: Runtime) -> Starlette:
     ws = Workspace(rt)
     C, L, O = campaign_pages, ledger_pages, other_pages  # noqa: E741, N806
+    AU, R = authorization_pages, recipient_pages  # noqa: N806
     routes: list[BaseRoute] = [
         Route("/", O.dashboard, methods=["GET"]),
         Route("/login", auth.login_form, methods=["GET"]),
@@ -65,12 +73,15 @@ def create_workspace(rt: Runtime) -> Starlette:
         Route("/campaigns/{campaign_id:int}/{action:str}", C.campaign_action, methods=["POST"]),
         Route("/ledger", L.ledger_list, methods=["GET"]),
         Route("/ledger/verify", L.ledger_verify, methods=["POST"]),
+        Route("/ledger/verify/{job:str}", L.ledger_verify_progress, methods=["GET"]),
         Route("/ledger/export.csv", L.ledger_export, methods=["GET"]),
         Route("/ledger/report", L.ledger_report, methods=["GET"]),
         Route("/ledger/{seq:int}", L.ledger_entry, methods=["GET"]),
         Route("/access", L.access_log, methods=["GET"]),
-        Route("/authorizations", O.authorizations_page, methods=["GET"]),
-        Route("/authorizations/revoke", O.authorization_revoke, methods=["POST"]),
+        Route("/authorizations", AU.authorizations_page, methods=["GET"]),
+        Route("/authorizations/grant", AU.authorization_grant, methods=["POST"]),
+        Route("/authorizations/revoke", AU.authorization_revoke, methods=["POST"]),
+        Route("/recipients", R.recipient_lookup, methods=["GET", "POST"]),
         Route("/rules", O.rules_page, methods=["GET"]),
         Route("/users", O.users_page, methods=["GET", "POST"]),
         Route("/users/{name:str}/{action:str}", O.user_action, methods=["POST"]),
