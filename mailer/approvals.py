@@ -132,6 +132,9 @@ def approve(rt: Runtime, campaign_id: int, *, reviewer: str, note: str = "") -> 
         _refuse(rt, campaign_id, reviewer, [Refusal(
             "SEC-6", f"the author ({reviewer}) cannot approve their own campaign",
             "a different person approves: mailer --actor REVIEWER campaign approve ID")], "self-approval")
+    from mailer.compliance import training
+
+    training.check(rt, {"approver": reviewer, "author": c.author}, campaign_id=campaign_id, gate="approval")  # TRN-1
     packet = review(rt, c)
     if (packet.template_hash, packet.segment_hash) != (c.template_hash, c.segment_hash):
         _refuse(rt, campaign_id, reviewer, [Refusal(

@@ -143,7 +143,10 @@ def submit(rt: Runtime, campaign_id: int, *, actor: str) -> Campaign:
     from mailer.segments import load_segment
     from mailer.templates import compile_template
 
+    from mailer.compliance import training
+
     c = get(rt, campaign_id)
+    training.check(rt, {"author": actor}, campaign_id=campaign_id, gate="submission")  # TRN-1
     compile_template(Path(c.template))  # fails early (TemplateError) rather than at review
     load_segment(Path(c.segment), rt.settings.fields)
     th, sh = content_hash(Path(c.template)), segment_hash(Path(c.segment).read_bytes())

@@ -88,6 +88,29 @@ def run_demo(folder: Path, console: Console | None = None, *, extra_steps: Seque
                "--segment", str(ROOT / "segments/newsletter.toml"))
         for step in extra_steps:
             mailer(*step)
+        # -- issue 17: training records gate submission and approval (TRN-1) -------------
+        from mailer.compliance.demo_steps import demo_tokens
+
+        tokens = demo_tokens(config)
+
+        def as_account(who: str, *args: str, expect: int = 0) -> None:
+            console.print(f"\n[bold cyan]$ MAILER_TOKEN=<{who}'s token> mailer {shlex.join(args)}[/]")
+            import os
+
+            os.environ["MAILER_TOKEN"] = tokens[who]
+            try:
+                code = app(["--config", str(config), *args], standalone_mode=False, prog_name="mailer") or 0
+            finally:
+                os.environ.pop("MAILER_TOKEN", None)
+            if code != expect:
+                raise SystemExit(f"demo step failed: mailer {' '.join(args)} exited {code}, expected {expect}")
+
+        console.print("\n[dim]Training (TRN-1): the author holds no HIPAA-marketing training yet:[/]")
+        mailer("campaign", "submit", "1", expect=3)
+        today = time.strftime("%Y-%m-%d", time.gmtime())
+        for person in ("marketer", "compliance"):
+            as_account("admin", "training", "record", person, "--course", "HIPAA marketing", "--completed", today)
+        # -- end of the issue 17 block -------------------------------------------------
         mailer("campaign", "submit", "1")
         console.print("\n[dim]Four eyes (SEC-6): the marketer may not approve their own campaign:[/]")
         mailer("campaign", "approve", "1", expect=3)

@@ -104,6 +104,9 @@ def make_settings(db_url: str, tmp_path: Path, sink: Sink | None = None, **overr
                  "timeout": 10.0},
         "unsubscribe": {"base_url": "https://riverside-imaging.example/u/"},
         "limits": {"retry_base_seconds": 0.01},
+        # The issue-17 gates (TRN-1 training, RSK-1 risk assessments) are on by default; tests
+        # of other mechanics run without them, tests/compliance turn them on.
+        "compliance": {"training_required": False, "risk_assessment_required": False},
     }
     for key, value in overrides.items():
         data.setdefault(key, {}).update(value)
