@@ -44,6 +44,7 @@ class ReviewPacket:
     lint_warnings: list[dict[str, Any]] = field(default_factory=list)
     segment_counts: dict[str, Any] = field(default_factory=dict)
     refusals: list[Refusal] = field(default_factory=list)  # content gates that block approval
+    assets: list[dict[str, Any]] = field(default_factory=list)  # each asset used, with its consent (TST-5)
 
     def as_dict(self) -> dict[str, Any]:
         return {
@@ -52,6 +53,7 @@ class ReviewPacket:
             "segment_hash": self.segment_hash, "classification": self.classification.as_dict(),
             "waivers": self.waivers, "lint_errors": self.lint_errors, "lint_warnings": self.lint_warnings,
             "segment_counts": self.segment_counts, "refusals": [r.as_dict() for r in self.refusals],
+            "assets": self.assets,
         }
 
 
@@ -111,6 +113,10 @@ def review(rt: Runtime, campaign: Campaign, *, count: bool = True) -> ReviewPack
         data.pop("refusals", None)
         packet.segment_counts = data
         refusals.extend(seg_refusals)
+    from mailer.compliance import assets
+
+    packet.assets = assets.packet(rt, Path(campaign.template))
+    refusals.extend(assets.template_refusals(rt, Path(campaign.template)))  # TST-5
     packet.refusals = refusals
     return packet
 

@@ -125,6 +125,22 @@ def run_demo(folder: Path, console: Console | None = None, *, extra_steps: Seque
         console.print("\n[dim]A patient's written revocation arrives after the audience was frozen (AUTH-7):[/]")
         mailer("authorizations", "revoke", "--contact", "3", "--scope", "condition-targeted-marketing", who="compliance")
         mailer("campaign", "send", "2")
+        # -- issue 17: a patient's testimonial, used only with its written consent (TST-5) --
+        console.print("\n[dim]A patient's quote is a registered asset with a consent covering email (TST-5):[/]")
+        consent = folder / "consent-signed.pdf"
+        consent.write_bytes(b"%PDF-1.4 synthetic signed consent for the demo\n")
+        year = time.gmtime().tm_year
+        as_account("marketer", "assets", "register", "mri-quiet-quote", "--kind", "testimonial", "--contact", "1",
+                   "--signed", today, "--expires", f"{year + 2}-12-31", "--channels", "email,web",
+                   "--consent-document", str(consent), "--uses", "the quoted sentence, unedited, no name or photo",
+                   "--text", "The new scanner was so quiet I almost fell asleep.")
+        mailer("campaign", "create", "--name", "Quieter MRI, in a patient's words", "--template",
+               str(ROOT / "templates/testimonial"), "--segment", str(ROOT / "segments/newsletter.toml"))
+        mailer("campaign", "submit", "3")
+        mailer("campaign", "approve", "3", who="compliance")
+        mailer("campaign", "check", "3", who="compliance")
+        mailer("campaign", "send", "3")
+        # -- end of the issue 17 block ---------------------------------------------------
         mailer("ledger", "tail", "-n", "8", who="compliance")
         mailer("ledger", "verify", who="compliance")
     finally:
