@@ -110,6 +110,14 @@ def run_demo(folder: Path, console: Console | None = None, *, extra_steps: Seque
         today = time.strftime("%Y-%m-%d", time.gmtime())
         for person in ("marketer", "compliance"):
             as_account("admin", "training", "record", person, "--course", "HIPAA marketing", "--completed", today)
+        def assess(campaign: str, title: str) -> None:  # RSK-1: a new initiative, assessed and approved
+            as_account("marketer", "risk", "draft", "--campaign", campaign, "--title", title, "--phi",
+                       "name and email address; clinical fields only under authorization", "--recipients",
+                       "the center's own relay", "--safeguards", "TLS 1.2+, encryption at rest, four-eyes approval",
+                       "--residual-risk", "low")
+            as_account("compliance", "risk", "approve", campaign)
+
+        assess("1", "Monthly newsletter by email")
         # -- end of the issue 17 block -------------------------------------------------
         mailer("campaign", "submit", "1")
         console.print("\n[dim]Four eyes (SEC-6): the marketer may not approve their own campaign:[/]")
@@ -121,6 +129,7 @@ def run_demo(folder: Path, console: Console | None = None, *, extra_steps: Seque
                str(ROOT / "templates/condition-targeted"), "--segment", str(ROOT / "segments/osteoporosis-followup.toml"))
         mailer("campaign", "submit", "2")
         mailer("campaign", "approve", "2", who="compliance")
+        assess("2", "Condition-targeted follow-up")  # issue 17: new data fields (RSK-1)
         mailer("campaign", "freeze", "2")
         console.print("\n[dim]A patient's written revocation arrives after the audience was frozen (AUTH-7):[/]")
         mailer("authorizations", "revoke", "--contact", "3", "--scope", "condition-targeted-marketing", who="compliance")

@@ -12,7 +12,7 @@ from mailer.cli.app import app
 from mailer.errors import ComplianceRefusal
 from tests.helpers_workflow import AUTHOR, approved, create, write_config
 
-GATES = ["approval", "purpose", "lint", "assets", "segment", "relay", "postal", "unsubscribe", "tls", "dkim"]
+GATES = ["approval", "purpose", "lint", "assets", "risk", "segment", "relay", "postal", "unsubscribe", "tls", "dkim"]
 
 
 def gates(report: preflight.Report) -> dict[str, preflight.Gate]:
