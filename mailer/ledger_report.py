@@ -82,6 +82,7 @@ class QuarterReport:
     data_exports: int = 0
     key_rotations: int = 0
     verification: Verification | None = None
+    complaints: dict[str, Any] = field(default_factory=dict)  # CMP-1 counts and open items (issue 17)
 
     def as_dict(self) -> dict[str, Any]:
         return {
@@ -95,6 +96,7 @@ class QuarterReport:
             "contact_imports": self.contact_imports, "data_exports": self.data_exports,
             "key_rotations": self.key_rotations,
             "verification": self.verification.as_dict() if self.verification else None,
+            "complaints": self.complaints,
         }
 
 
@@ -199,4 +201,10 @@ def render_text(rep: QuarterReport) -> str:
     add("")
     add(f"Contact imports: {rep.contact_imports}   Data exports: {rep.data_exports}   "
         f"Key rotations: {rep.key_rotations}")
+    if rep.complaints:  # CMP-1 (issue 17)
+        cp = rep.complaints
+        section("Complaints and privacy concerns received", cp.get("by_category", {}))
+        add(f"  resolved in the quarter: {cp.get('resolved_in_quarter', 0)}; open at its end: {len(cp.get('open_at_end', []))}")
+        for o in cp.get("open_at_end", []):
+            add(f"    open: complaint {o['id']} {o['category']} received {o['received'][:10]} ({o['age_days']} days)")
     return "\n".join(out) + "\n"

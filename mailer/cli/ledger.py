@@ -142,6 +142,9 @@ def report(ctx: typer.Context,
         raise InputError(f"format {fmt!r} is not supported", hint="text or json")
     rt = runtime(ctx)
     rep = build_report(rt.ledger, quarter, verify=check)
+    from mailer.compliance.complaints import quarter_summary
+
+    rep.complaints = quarter_summary(rt, rep.start, rep.end)  # CMP-1 (issue 17)
     if fmt == "json":
         print_json(rep.as_dict())
     else:
