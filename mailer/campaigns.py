@@ -140,10 +140,9 @@ _HINTS = {
 
 def submit(rt: Runtime, campaign_id: int, *, actor: str) -> Campaign:
     """Hand a draft to review, bound to the template and segment as they are now."""
+    from mailer.compliance import training
     from mailer.segments import load_segment
     from mailer.templates import compile_template
-
-    from mailer.compliance import training
 
     c = get(rt, campaign_id)
     training.check(rt, {"author": actor}, campaign_id=campaign_id, gate="submission")  # TRN-1

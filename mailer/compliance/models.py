@@ -4,10 +4,9 @@ ids, names of accounts, dates, kinds, flags and hashes."""
 
 from __future__ import annotations
 
+from pydantic import NaiveDatetime
 from sqlalchemy import Column, LargeBinary
 from sqlmodel import Field, SQLModel
-
-from pydantic import NaiveDatetime
 
 from mailer.models import utcnow
 

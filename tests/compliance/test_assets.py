@@ -88,8 +88,8 @@ def test_submission_refuses_an_asset_without_consent(art: Any, who: Any, tmp_pat
 
 def art_settings_off(rt: Any) -> None:
     """These tests are about assets: take TRN-1 out of the way by recording training."""
-    from mailer.compliance import training
     from mailer.accounts.permissions import Principal
+    from mailer.compliance import training
 
     admin = Principal(1, "admin", frozenset({"admin"}), "service")
     for name in ("marketer", "compliance"):
