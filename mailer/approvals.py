@@ -116,6 +116,7 @@ def review(rt: Runtime, campaign: Campaign, *, count: bool = True) -> ReviewPack
     from mailer.compliance import assets
 
     packet.assets = assets.packet(rt, Path(campaign.template))
+    packet.lint_warnings.extend(assets.unregistered_findings(Path(campaign.template)))  # TST-5, for review
     refusals.extend(assets.template_refusals(rt, Path(campaign.template)))  # TST-5
     packet.refusals = refusals
     return packet

@@ -191,7 +191,7 @@ def revoke(rt: Runtime, by: Principal | None, key: str, *, at: dt.datetime | Non
         if row.revoked_at is not None:
             raise StateError(f"asset {key}'s consent was revoked already on {row.revoked_at.date()}")
         conn.execute(update(_A).where(_A.c.id == row.id).values(revoked_at=at, updated_at=at))
-        record_event(rt, conn, by, "asset-consent-revoked", rules=("TST-1",),
+        record_event(rt, conn, by, "asset-revoked", rules=("TST-1",),
                      detail={"asset_id": row.id, "key": key, "contact_id": row.contact_id})
     return infos(rt, [key])[key]
 
@@ -259,3 +259,29 @@ def bind(rt: Runtime, compiled: Any, *, at: dt.datetime | None = None) -> None:
         return value
 
     compiled.bind_assets(resolve)
+
+
+# A patient's words or image outside {{ asset() }}: quotation blocks, quoted testimonials,
+# patient or before/after images. A heuristic for the reviewer (severity "review").
+_QUOTE_BLOCK = re.compile(r"<blockquote\b[^>]*>(?P<body>.*?)</blockquote>", re.I | re.S)
+_QUOTED_SAYING = re.compile(r"[\"\u201c][^\"\u201d]{25,}[\"\u201d]\s*(?:[-\u2014\u2013]|<br|\n)\s*\w", re.I)
+_PATIENT_IMAGE = re.compile(r"<img\b[^>]*(?:patient|before|after|testimonial|case)[^>]*>", re.I)
+
+
+def unregistered_findings(template: Path) -> list[dict[str, Any]]:
+    """TST-5 review findings: patient content in a template that does not come from asset()."""
+    out: list[dict[str, Any]] = []
+    for name in ("body.html.j2", "body.txt.j2"):
+        f = template / name
+        if not f.exists():
+            continue
+        src = f.read_text()
+        for rx, what in ((_QUOTE_BLOCK, "a quotation block"), (_QUOTED_SAYING, "an attributed quote"),
+                         (_PATIENT_IMAGE, "a patient or before/after image")):
+            for m in rx.finditer(src):
+                if "asset(" in m.group(0):
+                    continue
+                out.append({"code": "TST501", "rule": RULE, "severity": "review", "file": name,
+                            "line": src.count("\n", 0, m.start()) + 1,
+                            "message": f"{what} that is not a registered asset: use {{{{ asset('key') }}}} with a consent"})
+    return out

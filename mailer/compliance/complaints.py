@@ -96,7 +96,7 @@ def record(rt: Runtime, by: Principal | None, *, received: dt.datetime, channel:
             updated_at=now)).inserted_primary_key[0]  # type: ignore[index]
         blob = rt.keyring.encrypt(text.strip().encode(), _aad(cid, "text"))
         conn.execute(update(_T).where(_T.c.id == cid).values(text_enc=blob, key_id=key_id_of(blob)))
-        record_event(rt, conn, by, "complaint-recorded", rules=(RULE,), campaign_id=campaign_id, detail={
+        record_event(rt, conn, by, "complaint-added", rules=(RULE,), campaign_id=campaign_id, detail={
             "complaint_id": cid, "channel": channel, "category": category, "contact_hash": h})
         row = conn.execute(select(_T).where(_T.c.id == cid)).one()
     return _info(row)
@@ -122,8 +122,9 @@ def set_status(rt: Runtime, by: Principal | None, complaint_id: int, status: str
             values.update(resolved_at=at, resolution_enc=rt.keyring.encrypt(resolution.strip().encode(),
                                                                             _aad(complaint_id, "resolution")))
         conn.execute(update(_T).where(_T.c.id == complaint_id).values(**values))
-        record_event(rt, conn, by, f"complaint-{status}", rules=(RULE,), campaign_id=row.campaign_id,
-                     detail={"complaint_id": complaint_id, "from": row.status})
+        outcome = "complaint-closed" if status == "resolved" else "complaint-status"  # ledger outcomes: <= 16 chars
+        record_event(rt, conn, by, outcome, rules=(RULE,), campaign_id=row.campaign_id,
+                     detail={"complaint_id": complaint_id, "from": row.status, "to": status})
         row = conn.execute(select(_T).where(_T.c.id == complaint_id)).one()
     return _info(row)
 
@@ -136,7 +137,7 @@ def list_complaints(rt: Runtime, by: Principal | None, *, open_only: bool = Fals
     with rt.engine.connect() as conn:
         found = [_info(r) for r in conn.execute(q)]
     with writing(rt.engine) as conn:
-        record_event(rt, conn, by, "complaints-viewed", detail={"count": len(found)})
+        record_event(rt, conn, by, "complaints-read", detail={"count": len(found)})
     return found
 
 

@@ -32,7 +32,7 @@ from mailer.models import Campaign, utcnow
 from mailer.runtime import Runtime
 
 RULE = "QRV-1"
-SIGNED = "quarterly-review-signed"
+SIGNED = "review-signed"
 _C = Campaign.__table__  # type: ignore[attr-defined]
 ACTIVE = ("submitted", "approved", "scheduled", "sending", "paused")
 
@@ -228,7 +228,7 @@ def produce(rt: Runtime, by: Principal | None, quarter: str, folder: Path) -> tu
     paths["pdf"].write_bytes(to_pdf(data))
     sha = hashlib.sha256(raw).hexdigest()
     with writing(rt.engine) as conn:
-        record_event(rt, conn, by, "quarterly-review-produced", rules=(RULE,),
+        record_event(rt, conn, by, "review-produced", rules=(RULE,),
                      detail={"quarter": data["quarter"], "report_sha256": sha, "findings": len(findings(data))})
     return paths, sha
 
@@ -292,6 +292,6 @@ def evidence(rt: Runtime, by: Principal | None, quarter: str, folder: Path, out:
         zf.writestr("manifest.json", json.dumps(manifest, indent=2, sort_keys=True))
     zsha = hashlib.sha256(out.read_bytes()).hexdigest()
     with writing(rt.engine) as conn:
-        record_event(rt, conn, by, "quarterly-evidence", rules=(RULE,),
+        record_event(rt, conn, by, "review-evidence", rules=(RULE,),
                      detail={"quarter": name, "sha256": zsha, "signoffs": len(signs)})
     return {"path": str(out), "sha256": zsha, "signoffs": len(signs), "files": sorted(manifest)}

@@ -182,7 +182,7 @@ def decide(rt: Runtime, by: Principal | None, risk_id: int, *, approve: bool) ->
         if row.status != "draft":
             raise StateError(f"risk assessment {risk_id} is {row.status} already")
         if row.author.strip().lower() == by.name.strip().lower():
-            record_event(rt, conn, by, "risk-self-approval-refused", rules=(FOUR_EYES,), detail={"risk_id": risk_id})
+            record_event(rt, conn, by, "risk-own-refused", rules=(FOUR_EYES,), detail={"risk_id": risk_id})
             refusal = ComplianceRefusal([Refusal(FOUR_EYES, f"the author ({by.name}) cannot approve their own "
                                                  "risk assessment", "a different reviewer approves it")])
         else:

@@ -131,7 +131,7 @@ def record(rt: Runtime, by: Principal | None, account: str, *, course: str, comp
         tid = conn.execute(_T.insert().values(
             account=info.name, course=course, completed_at=completed, expires_at=expires, certificate_sha256=sha,
             certificate_enc=blob, key_id=kid, recorded_by=by.name, created_at=now)).inserted_primary_key[0]  # type: ignore[index]
-        record_event(rt, conn, by, "training-recorded", rules=(RULE,), detail={
+        record_event(rt, conn, by, "training-added", rules=(RULE,), detail={
             "training_id": tid, "account": info.name, "course": course, "completed": completed.date().isoformat(),
             "expires": expires.date().isoformat(), "certificate_sha256": sha})
     return Training(tid, info.name, course, completed, expires, sha, by.name)

@@ -150,3 +150,14 @@ def test_cli_register_list_json_and_roles(cli: Any, art: Any, tmp_path: Path) ->
               "--expires", day.isoformat(), "--consent-document", str(doc), "--uses", "u", "--text", "t", as_="marketer")
     assert bad.exit_code == 2 and "--kind" in bad.stderr
     assert cli("assets", "revoke", "knee-story", as_="compliance").exit_code == 0
+
+
+def test_patient_content_outside_asset_is_a_review_finding(tmp_path: Path) -> None:
+    t = tmp_path / "t"
+    t.mkdir()
+    (t / "body.html.j2").write_text('<p>Hi</p>\n<blockquote>"Best care ever," said Maria</blockquote>\n'
+                                    '<img src="https://x.example/before-knee.png" alt="before">\n'
+                                    "<blockquote>{{ asset('ok-quote') }}</blockquote>\n")
+    found = assets.unregistered_findings(t)
+    assert [(f["code"], f["line"], f["severity"]) for f in found] == [("TST501", 2, "review"), ("TST501", 3, "review")]
+    assert assets.unregistered_findings(ROOT / "templates/newsletter") == []
