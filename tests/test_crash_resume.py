@@ -67,6 +67,8 @@ base_url = "{s.unsubscribe.base_url}"
 [limits]
 claim_batch = {WINDOW}
 retry_base_seconds = 0.05
+[compliance]
+risk_assessment_required = false
 """)
     return path
 
