@@ -45,6 +45,7 @@ class ReviewPacket:
     lint_warnings: list[dict[str, Any]] = field(default_factory=list)
     segment_counts: dict[str, Any] = field(default_factory=dict)
     refusals: list[Refusal] = field(default_factory=list)  # content gates that block approval
+    assets: list[dict[str, Any]] = field(default_factory=list)  # each asset used, with its consent (TST-5)
 
     def as_dict(self) -> dict[str, Any]:
         return {
@@ -53,6 +54,7 @@ class ReviewPacket:
             "segment_hash": self.segment_hash, "classification": self.classification.as_dict(),
             "waivers": self.waivers, "lint_errors": self.lint_errors, "lint_warnings": self.lint_warnings,
             "segment_counts": self.segment_counts, "refusals": [r.as_dict() for r in self.refusals],
+            "assets": self.assets,
         }
 
 
@@ -112,6 +114,11 @@ def review(rt: Runtime, campaign: Campaign, *, count: bool = True) -> ReviewPack
         data.pop("refusals", None)
         packet.segment_counts = data
         refusals.extend(seg_refusals)
+    from mailer.compliance import assets
+
+    packet.assets = assets.packet(rt, Path(campaign.template))
+    packet.lint_warnings.extend(assets.unregistered_findings(Path(campaign.template)))  # TST-5, for review
+    refusals.extend(assets.template_refusals(rt, Path(campaign.template)))  # TST-5
     packet.refusals = refusals
     return packet
 
@@ -146,6 +153,9 @@ def approve(rt: Runtime, campaign_id: int, *, reviewer: str, note: str = "") -> 
         _refuse(rt, campaign_id, reviewer, [Refusal(
             "SEC-6", f"the author's account ({reviewer}) cannot approve its own campaign",
             "another account with the reviewer role approves it")], "self-approval")
+    from mailer.compliance import training
+
+    training.check(rt, {"approver": reviewer, "author": c.author}, campaign_id=campaign_id, gate="approval")  # TRN-1
     packet = review(rt, c)
     if (packet.template_hash, packet.segment_hash) != (c.template_hash, c.segment_hash):
         _refuse(rt, campaign_id, reviewer, [Refusal(

@@ -140,15 +140,31 @@ _HINTS = {
 
 def submit(rt: Runtime, campaign_id: int, *, actor: str) -> Campaign:
     """Hand a draft to review, bound to the template and segment as they are now."""
+    from mailer.compliance import training
     from mailer.segments import load_segment
     from mailer.templates import compile_template
 
     c = get(rt, campaign_id)
+    training.check(rt, {"author": actor}, campaign_id=campaign_id, gate="submission")  # TRN-1
     compile_template(Path(c.template))  # fails early (TemplateError) rather than at review
+    _asset_gate(rt, campaign_id, Path(c.template), actor)  # TST-5: consent for every asset it names
     load_segment(Path(c.segment), rt.settings.fields)
     th, sh = content_hash(Path(c.template)), segment_hash(Path(c.segment).read_bytes())
     return transition(rt, campaign_id, "submit", actor=actor, values={"template_hash": th, "segment_hash": sh},
                       detail={"template_hash": th, "segment_hash": sh})
+
+
+def _asset_gate(rt: Runtime, campaign_id: int, template: Path, actor: str) -> None:
+    from mailer.compliance import assets
+    from mailer.errors import ComplianceRefusal
+    from mailer.ledger import REFUSAL, Event
+
+    found = assets.template_refusals(rt, template)
+    if found:
+        rt.ledger.append([Event(kind=REFUSAL, outcome="asset-consent", campaign_id=campaign_id, actor=actor,
+                                rule_ids=tuple(dict.fromkeys(r.rule for r in found)),
+                                detail={"gate": "submission", "reasons": [r.reason for r in found]})])
+        raise ComplianceRefusal(found)
 
 
 def current_hashes(campaign: Campaign) -> tuple[str, str]:

@@ -174,7 +174,12 @@ def write_evidence(rt: Runtime, campaign_id: int, out: Path, *, actor: str | Non
                 if (tpath / name).exists():
                     z.put(f"template/source/{name}", (tpath / name).read_bytes())
             try:
-                eml, html = _sample(rt, campaign, compile_template(tpath))
+                from mailer.compliance import assets
+
+                z.put_json("template/assets.json", assets.packet(rt, tpath))  # consent of each asset (TST-5)
+                compiled = compile_template(tpath)
+                assets.bind(rt, compiled)
+                eml, html = _sample(rt, campaign, compiled)
                 z.put("sample/sample.eml", eml)
                 z.put("sample/sample.html", html)
             except MailerError as err:

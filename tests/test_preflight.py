@@ -13,7 +13,7 @@ from mailer.errors import ComplianceRefusal
 from tests.helpers_accounts import cli_env
 from tests.helpers_workflow import AUTHOR, approved, create, write_config
 
-GATES = ["approval", "purpose", "lint", "segment", "relay", "postal", "unsubscribe", "tls", "dkim"]
+GATES = ["approval", "purpose", "lint", "assets", "risk", "segment", "relay", "postal", "unsubscribe", "tls", "dkim"]
 
 
 def gates(report: preflight.Report) -> dict[str, preflight.Gate]:

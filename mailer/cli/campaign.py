@@ -72,6 +72,10 @@ def _print_packet(p: approvals.ReviewPacket) -> None:
     for wv in p.waivers:
         out.print(f"    waived {wv['code']} ({wv['rule']}) {wv['file']}:{wv['line']} by {wv.get('waived_by')}: {wv.get('reason')}",
                   markup=False)
+    for a in getattr(p, "assets", []):  # issue 17: each patient asset with its consent (TST-5)
+        out.print(f"  asset {a['key']} ({a.get('kind', '?')}, contact {a.get('contact_id', '?')}): consent "
+                  f"{a.get('consent_document_sha256', '')[:12]} for {', '.join(a.get('channels', []))} until "
+                  f"{(a.get('consent_expires') or '')[:10]}: {a['email_status']}", markup=False)
     for r in p.refusals:
         out.print(f"  BLOCKS APPROVAL {r.rule}: {r.reason}; {pointer(r.rule)}", markup=False)
 
