@@ -9,8 +9,7 @@ import typer
 from rich.table import Table
 
 from mailer.accounts.permissions import Action
-from mailer.cli.common import new_app, out, print_json, runtime
-from mailer.cli.signed_in import principal
+from mailer.cli.common import new_app, out, print_json, runtime, signed_in
 from mailer.compliance import assets
 from mailer.compliance.common import parse_day
 from mailer.models import utcnow
@@ -47,7 +46,7 @@ def register_cmd(
     fmt: Fmt = "text",
 ) -> None:
     """Register an asset with its consent: content and terms stored encrypted, by hash in the ledger."""
-    p = principal(ctx, Action.ASSETS_REGISTER)
+    p = signed_in(ctx, Action.ASSETS_REGISTER)
     info = assets.register(runtime(ctx), p, key, kind=kind, contact_id=contact, channels=channels.split(","),
                            signed=parse_day(signed, "--signed"), expires=parse_day(expires, "--expires"),
                            consent_document=consent_document, uses=uses, text=text, file=file)
@@ -57,14 +56,14 @@ def register_cmd(
 @assets_app.command("revoke")
 def revoke(ctx: typer.Context, key: Annotated[str, typer.Argument(help="Asset key.")], fmt: Fmt = "text") -> None:
     """Record the patient's written revocation: no unsent message uses the asset from now on."""
-    p = principal(ctx, Action.ASSETS_REVOKE)
+    p = signed_in(ctx, Action.ASSETS_REVOKE)
     _show(assets.revoke(runtime(ctx), p, key), fmt)
 
 
 @assets_app.command("list")
 def list_cmd(ctx: typer.Context, fmt: Fmt = "text") -> None:
     """Assets and whether their consent covers email now (ids and hashes, never the content)."""
-    p = principal(ctx, Action.ASSETS_READ)
+    p = signed_in(ctx, Action.ASSETS_READ)
     now = utcnow()
     rows = [a.as_dict(now) for a in assets.list_assets(runtime(ctx), p)]
     if fmt == "json":

@@ -12,8 +12,7 @@ import typer
 
 from mailer.accounts.permissions import Action
 from mailer.cli.authorizations import auth_app
-from mailer.cli.common import out, runtime
-from mailer.cli.signed_in import principal
+from mailer.cli.common import out, runtime, signed_in
 from mailer.compliance import forms
 
 
@@ -27,7 +26,7 @@ def form(
 ) -> None:
     """Print a plain-language authorization form with every 164.508(c) element, filled from
     the center's settings; import signed forms with their form_version."""
-    principal(ctx, Action.FORMS_PRINT)
+    signed_in(ctx, Action.FORMS_PRINT)
     rt = runtime(ctx)
     f = forms.build(rt.settings, scope, language, third_party=third_party)
     forms.write(f, out_path)

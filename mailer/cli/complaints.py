@@ -8,8 +8,7 @@ import typer
 from rich.table import Table
 
 from mailer.accounts.permissions import Action
-from mailer.cli.common import new_app, out, print_json, runtime
-from mailer.cli.signed_in import principal
+from mailer.cli.common import new_app, out, print_json, runtime, signed_in
 from mailer.compliance import complaints
 from mailer.compliance.common import parse_day
 
@@ -37,7 +36,7 @@ def record(
     fmt: Fmt = "text",
 ) -> None:
     """Record a complaint or privacy concern."""
-    p = principal(ctx, Action.COMPLAINTS_RECORD)
+    p = signed_in(ctx, Action.COMPLAINTS_RECORD)
     c = complaints.record(runtime(ctx), p, received=parse_day(received, "--received"), channel=channel,
                           category=category, text=text, contact_id=contact, email=email, campaign_id=campaign)
     if fmt == "json":
@@ -55,7 +54,7 @@ def status(
     fmt: Fmt = "text",
 ) -> None:
     """Move a complaint to investigating or resolved (a reviewer)."""
-    p = principal(ctx, Action.COMPLAINTS_RESOLVE)
+    p = signed_in(ctx, Action.COMPLAINTS_RESOLVE)
     c = complaints.set_status(runtime(ctx), p, complaint_id, new, resolution=resolution)
     if fmt == "json":
         print_json(c.as_dict())
@@ -66,7 +65,7 @@ def status(
 @complaints_app.command("show")
 def show(ctx: typer.Context, complaint_id: Annotated[int, typer.Argument(help="Complaint id.")]) -> None:
     """One complaint with its text and resolution (JSON, for the reviewer; the view is recorded)."""
-    p = principal(ctx, Action.COMPLAINTS_RESOLVE)
+    p = signed_in(ctx, Action.COMPLAINTS_RESOLVE)
     print_json(complaints.show(runtime(ctx), p, complaint_id))
 
 
@@ -74,7 +73,7 @@ def show(ctx: typer.Context, complaint_id: Annotated[int, typer.Argument(help="C
 def list_cmd(ctx: typer.Context, open_only: Annotated[bool, typer.Option("--open", help="Only unresolved ones.")] = False,
              fmt: Fmt = "text") -> None:
     """Complaints with status and age (no text)."""
-    p = principal(ctx, Action.COMPLIANCE_READ)
+    p = signed_in(ctx, Action.COMPLIANCE_READ)
     rows = [c.as_dict() for c in complaints.list_complaints(runtime(ctx), p, open_only=open_only)]
     if fmt == "json":
         print_json(rows)

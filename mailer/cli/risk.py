@@ -9,8 +9,7 @@ from rich.table import Table
 
 from mailer import campaigns
 from mailer.accounts.permissions import Action
-from mailer.cli.common import new_app, out, print_json, runtime
-from mailer.cli.signed_in import principal
+from mailer.cli.common import new_app, out, print_json, runtime, signed_in
 from mailer.compliance import risk
 
 risk_app = new_app("Risk assessments: a new purpose, vendor, channel or data field needs one, approved by "
@@ -30,7 +29,7 @@ def _show(a: risk.Assessment, fmt: str) -> None:
 @risk_app.command("check")
 def check(ctx: typer.Context, campaign_id: Annotated[int, typer.Argument(help="Campaign id.")], fmt: Fmt = "text") -> None:
     """What makes a campaign a new initiative, and whether an approved assessment covers it."""
-    principal(ctx, Action.CAMPAIGN_CHECK)
+    signed_in(ctx, Action.CAMPAIGN_CHECK)
     rt = runtime(ctx)
     new, refusals = risk.campaign_refusals(rt, campaigns.get(rt, campaign_id))
     if fmt == "json":
@@ -56,7 +55,7 @@ def draft(
     fmt: Fmt = "text",
 ) -> None:
     """Draft an assessment (narrative stored encrypted); a different reviewer approves it."""
-    p = principal(ctx, Action.RISK_DRAFT)
+    p = signed_in(ctx, Action.RISK_DRAFT)
     rt = runtime(ctx)
     items = [c for c in covers.split(",") if c.strip()]
     if campaign is not None:
@@ -69,28 +68,28 @@ def draft(
 @risk_app.command("approve")
 def approve(ctx: typer.Context, risk_id: Annotated[int, typer.Argument(help="Assessment id.")], fmt: Fmt = "text") -> None:
     """Approve an assessment (a reviewer other than its author, RSK-2)."""
-    p = principal(ctx, Action.RISK_APPROVE)
+    p = signed_in(ctx, Action.RISK_APPROVE)
     _show(risk.decide(runtime(ctx), p, risk_id, approve=True), fmt)
 
 
 @risk_app.command("reject")
 def reject(ctx: typer.Context, risk_id: Annotated[int, typer.Argument(help="Assessment id.")], fmt: Fmt = "text") -> None:
     """Reject an assessment: the initiative stays refused."""
-    p = principal(ctx, Action.RISK_APPROVE)
+    p = signed_in(ctx, Action.RISK_APPROVE)
     _show(risk.decide(runtime(ctx), p, risk_id, approve=False), fmt)
 
 
 @risk_app.command("show")
 def show(ctx: typer.Context, risk_id: Annotated[int, typer.Argument(help="Assessment id.")]) -> None:
     """One assessment with its narrative (JSON; the view is recorded)."""
-    p = principal(ctx, Action.COMPLIANCE_READ)
+    p = signed_in(ctx, Action.COMPLIANCE_READ)
     print_json(risk.details(runtime(ctx), p, risk_id))
 
 
 @risk_app.command("list")
 def list_cmd(ctx: typer.Context, fmt: Fmt = "text") -> None:
     """Every assessment, its coverage and decision."""
-    p = principal(ctx, Action.COMPLIANCE_READ)
+    p = signed_in(ctx, Action.COMPLIANCE_READ)
     rows = risk.list_risk(runtime(ctx), p)
     if fmt == "json":
         print_json([a.as_dict() for a in rows])

@@ -10,8 +10,7 @@ import typer
 from rich.table import Table
 
 from mailer.accounts.permissions import Action
-from mailer.cli.common import new_app, out, print_json, runtime
-from mailer.cli.signed_in import principal
+from mailer.cli.common import new_app, out, print_json, runtime, signed_in
 from mailer.compliance import training
 from mailer.compliance.common import parse_day
 from mailer.models import utcnow
@@ -31,7 +30,7 @@ def record(
     fmt: Fmt = "text",
 ) -> None:
     """Record a completed course; it is current for [compliance] training_valid_days (365)."""
-    p = principal(ctx, Action.TRAINING_RECORD)
+    p = signed_in(ctx, Action.TRAINING_RECORD)
     rt = runtime(ctx)
     t = training.record(rt, p, account, course=course, completed=parse_day(completed, "--completed"),
                         certificate=certificate)
@@ -51,7 +50,7 @@ def list_cmd(
     fmt: Fmt = "text",
 ) -> None:
     """Training records with their status now: current, expiring, expired."""
-    p = principal(ctx, Action.COMPLIANCE_READ)
+    p = signed_in(ctx, Action.COMPLIANCE_READ)
     rt = runtime(ctx)
     now = utcnow()
     soon = dt.timedelta(days=rt.settings.compliance.expiring_days)
