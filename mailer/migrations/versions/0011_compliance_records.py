@@ -2,7 +2,7 @@
 authorization form version (issue 17)
 
 Revision ID: 0011_compliance
-Revises: 0005_accounts
+Revises: 0008_bounces
 Create Date: 2026-12-01 13:20:00
 """
 import sqlalchemy as sa
@@ -10,7 +10,7 @@ import sqlmodel
 from alembic import op
 
 revision = "0011_compliance"
-down_revision = "0005_accounts"
+down_revision = "0008_bounces"
 branch_labels = None
 depends_on = None
 
