@@ -33,7 +33,7 @@ def test_preflight_lines_end_with_their_rule(sample_rt, tmp_path) -> None:
     res = CliRunner(env=cli_env(cfg, AUTHOR)).invoke(app, ["--config", str(cfg), "campaign", "check", str(c.id)])
     assert res.exit_code == 3
     gate_lines = [ln for ln in res.output.splitlines() if re.match(r"  (pass|FAIL|WARN)  ", ln)]
-    assert len(gate_lines) == 9
+    assert len(gate_lines) == 11  # nine gates, plus assets (TST-5) and risk (RSK-1) from issue 17
     seen: set[str] = set()
     for line in gate_lines:
         rule = line.split()[1]
