@@ -5,7 +5,6 @@ against their ledger outcomes; retry-failed never re-sends what the ledger recor
 from __future__ import annotations
 
 import re
-
 import shutil
 import threading
 import time
