@@ -30,9 +30,8 @@ def cli(crt: Any, tmp_path: Path, who: People) -> Callable[..., Any]:
     config = write_config(crt, tmp_path / "mailer.toml")
     runner = CliRunner()
 
-    def run(*args: str, as_: str | None = "compliance", actor: str | None = None) -> Any:
+    def run(*args: str, as_: str | None = "compliance") -> Any:
         env = {"MAILER_TOKEN": who.tokens[as_] if as_ else ""}
-        pre = ["--config", str(config)] + (["--actor", actor] if actor else [])
-        return runner.invoke(app, [*pre, *args], env=env)
+        return runner.invoke(app, ["--config", str(config), *args], env=env)
 
     return run

@@ -97,8 +97,8 @@ def test_cli_record_list_expiring_json_and_certificate_encrypted(cli: Any, crt: 
     denied = cli("training", "record", "marketer", "--course", COURSE, "--completed", old, as_="marketer")
     assert denied.exit_code == 3 and "SEC-10" in denied.stderr
     assert cli("training", "list", as_="marketer").exit_code == 3
-    # nobody signed in: refused, and --actor does not help (SEC-1)
-    anon = cli("training", "list", as_=None, actor="compliance")
+    # nobody signed in: refused (SEC-1)
+    anon = cli("training", "list", as_=None)
     assert anon.exit_code == 3 and "SEC-1" in anon.stderr
     # bad input: a clear line, exit 2
     bad = cli("training", "record", "marketer", "--course", COURSE, "--completed", "31/12/2026")
