@@ -126,7 +126,7 @@ def load_meta(path: Path) -> dict[str, Any]:
 def _unbound_asset(key: str) -> str:
     """`{{ asset('key') }}` before the campaign bound its consented assets (TST-5): refuse."""
     raise TemplateError(f"asset('{key}') is rendered only through a campaign, which checks its consent",
-                        rules=("TST-5",), hint="register it: mailer assets register KEY ...; preview it in a campaign")
+                        rules=("TST-5",), hint="register it: mailer assets register KEY ...; `mailer preview` shows a placeholder for it")
 
 
 def _environments() -> tuple[SandboxedEnvironment, SandboxedEnvironment]:

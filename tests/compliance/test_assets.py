@@ -86,6 +86,34 @@ def test_submission_refuses_an_asset_without_consent(art: Any, who: Any, tmp_pat
     assert e.value.exit_code == 3 and set(e.value.rules) <= {"TST-5", "TST-1"}
 
 
+def test_submission_refused_then_passes_once_the_consent_is_registered(art: Any, who: Any, tmp_path: Path) -> None:
+    art_settings_off(art)
+    c = create(art, template="testimonial", author="marketer")
+    with pytest.raises(ComplianceRefusal, match="is not registered"):
+        campaigns.submit(art, c.id, actor="marketer")
+    _register(art, who, tmp_path)
+    assert campaigns.submit(art, c.id, actor="marketer").status == "submitted"
+
+
+def test_the_asset_gates_read_the_submitted_snapshot(art: Any, who: Any, tmp_path: Path) -> None:
+    """Issue 15 x 17: after submission the folder on disk may change (a new version, to be
+    re-submitted); review, approval and preflight check the assets of what would be sent."""
+    import shutil
+
+    _register(art, who, tmp_path)
+    art_settings_off(art)
+    t = tmp_path / "testimonial"
+    shutil.copytree(ROOT / "templates/testimonial", t)
+    c = create(art, template=t, author="marketer")
+    campaigns.submit(art, c.id, actor="marketer")
+    body = t / "body.html.j2"
+    body.write_text(body.read_text().replace("asset('mri-quiet-quote')", "asset('never-registered')"))
+    _approval, packet = approvals.approve(art, c.id, reviewer="compliance")
+    assert [a["key"] for a in packet.assets] == ["mri-quiet-quote"]
+    gate = next(g for g in preflight.evaluate(art, campaigns.get(art, c.id)).gates if g.name == "assets")
+    assert not gate.blocking
+
+
 def art_settings_off(rt: Any) -> None:
     """These tests are about assets: take TRN-1 out of the way by recording training."""
     from mailer.accounts.permissions import Principal
@@ -168,3 +196,12 @@ def test_patient_content_outside_asset_is_a_review_finding(tmp_path: Path) -> No
     assert found == [("TST101", 2, "review"), ("TST102", 3, "review")]
     clean = lint_template_dir(ROOT / "templates/testimonial", LintSettings())
     assert [f.code for f in clean if f.rule == "TST-1"] == []
+
+
+def test_a_preview_names_the_asset_but_never_shows_its_content() -> None:
+    """`mailer preview` and the workspace preview have no consent check: a marker, no patient words."""
+    from mailer.config import Settings
+    from mailer.preview import render_preview
+
+    p = render_preview(Settings(), ROOT / "templates/testimonial")
+    assert "[patient asset &#x27;mri-quiet-quote&#x27;" in p.html
