@@ -46,6 +46,7 @@ class ReviewPacket:
     segment_counts: dict[str, Any] = field(default_factory=dict)
     refusals: list[Refusal] = field(default_factory=list)  # content gates that block approval
     lint_reviews: list[dict[str, Any]] = field(default_factory=list)  # issue 13: acknowledged one by one
+    assets: list[dict[str, Any]] = field(default_factory=list)  # each asset used, with its consent (TST-5)
 
     def as_dict(self) -> dict[str, Any]:
         return {
@@ -55,6 +56,7 @@ class ReviewPacket:
             "waivers": self.waivers, "lint_errors": self.lint_errors, "lint_warnings": self.lint_warnings,
             "segment_counts": self.segment_counts, "refusals": [r.as_dict() for r in self.refusals],
             "lint_reviews": self.lint_reviews,
+            "assets": self.assets,
         }
 
 
@@ -124,6 +126,10 @@ def review(rt: Runtime, campaign: Campaign, *, count: bool = True) -> ReviewPack
         data.pop("refusals", None)
         packet.segment_counts = data
         refusals.extend(seg_refusals)
+    from mailer.compliance import assets
+
+    packet.assets = assets.packet(rt, src.template)  # the submitted snapshot's assets, with their consent
+    refusals.extend(assets.template_refusals(rt, src.template))  # TST-5
     packet.refusals = refusals
     return packet
 
@@ -158,6 +164,9 @@ def approve(rt: Runtime, campaign_id: int, *, reviewer: str, note: str = "") -> 
         _refuse(rt, campaign_id, reviewer, [Refusal(
             "SEC-6", f"the author's account ({reviewer}) cannot approve its own campaign",
             "another account with the reviewer role approves it")], "self-approval")
+    from mailer.compliance import training
+
+    training.check(rt, {"approver": reviewer, "author": c.author}, campaign_id=campaign_id, gate="approval")  # TRN-1
     packet = review(rt, c)
     if (packet.template_hash, packet.segment_hash) != (c.template_hash, c.segment_hash):
         _refuse(rt, campaign_id, reviewer, [Refusal(

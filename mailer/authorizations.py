@@ -292,9 +292,18 @@ def is_valid(
             "signed by a representative without a description of authority",
         )
 
+    # MKT-6 applies to EVERY authorization that involves remuneration, whatever the scope
+    # (164.508(a)(3)(ii)): one that records remuneration without stating it to the patient
+    # is missing a required statement, so it is valid for nothing (issue 17).
+    if auth.remuneration and not auth.remuneration_statement:
+        fail(
+            Status.THIRD_PARTY if third_party is not None else Status.INCOMPLETE,
+            "MKT-6",
+            "remuneration is involved, but the authorization does not state it",
+        )
     if third_party is not None:
         # MKT-6: a paid campaign needs an authorization that states remuneration.
-        if not (auth.remuneration and auth.remuneration_statement):
+        if not auth.remuneration:
             fail(
                 Status.THIRD_PARTY,
                 "MKT-6",

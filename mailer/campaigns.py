@@ -166,15 +166,19 @@ def submit(rt: Runtime, campaign_id: int, *, actor: str) -> Campaign:
     """Hand a draft to review, bound to the template and segment as they are now on disk.
 
     The content is read once and stored (see `snapshots`); review, approval and sending
-    use that copy. Unreadable files are an input error (exit 2) naming the path."""
+    use that copy. Unreadable files are an input error (exit 2) naming the path. The author
+    needs current training (TRN-1) and every asset the template names needs its consent (TST-5)."""
     from mailer import snapshots
+    from mailer.compliance import training
     from mailer.segments import load_segment
     from mailer.templates import compile_template
 
     c = get(rt, campaign_id)
+    training.check(rt, {"author": actor}, campaign_id=campaign_id, gate="submission")  # TRN-1
     content = snapshots.read_content(Path(c.template), Path(c.segment))
     tdir, seg = snapshots.materialize(content)
     compile_template(tdir)  # fails early (TemplateError) rather than at review
+    _asset_gate(rt, campaign_id, tdir, actor)  # TST-5: consent for every asset it names
     load_segment(seg, rt.settings.fields)
     th, sh = content.template_hash, content.segment_hash
     detail: dict[str, Any] = {"template_hash": th, "segment_hash": sh}
@@ -185,6 +189,19 @@ def submit(rt: Runtime, campaign_id: int, *, actor: str) -> Campaign:
         transition_in(rt, conn, campaign_id, "submit", actor=actor, values={"template_hash": th, "segment_hash": sh},
                       detail=detail)
     return get(rt, campaign_id)
+
+
+def _asset_gate(rt: Runtime, campaign_id: int, template: Path, actor: str) -> None:
+    from mailer.compliance import assets
+    from mailer.errors import ComplianceRefusal
+    from mailer.ledger import REFUSAL, Event
+
+    found = assets.template_refusals(rt, template)
+    if found:
+        rt.ledger.append([Event(kind=REFUSAL, outcome="asset-consent", campaign_id=campaign_id, actor=actor,
+                                rule_ids=tuple(dict.fromkeys(r.rule for r in found)),
+                                detail={"gate": "submission", "reasons": [r.reason for r in found]})])
+        raise ComplianceRefusal(found)
 
 
 def current_hashes(campaign: Campaign, rt: Runtime | None = None) -> tuple[str, str]:

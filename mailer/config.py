@@ -209,6 +209,18 @@ class WebSettings(_Section):
     segments_dir: Path = Path("segments")
 
 
+class ComplianceSettings(_Section):
+    """The compliance program's records (issue 17): training validity, which gates are on."""
+
+    training_course: str = "HIPAA marketing"  # the course the TRN-1 gate asks for
+    training_valid_days: int = Field(default=365, ge=1, le=3 * 366)  # refresher at least annually
+    # The gates are off until a center switches them on (config/mailer.example.toml does):
+    training_required: bool = False  # TRN-1: author and approver hold current training
+    risk_assessment_required: bool = False  # RSK-1: a new initiative needs an approved assessment
+    expiring_days: int = Field(default=30, ge=1, le=366)  # the "expiring" views look this far ahead
+    form_version: str = "2026-12"  # the authorization form mailer prints (AUTH-1..AUTH-3)
+
+
 class Settings(_Section):
     database: DatabaseSettings = DatabaseSettings()
     keys: KeySettings = KeySettings()
@@ -223,6 +235,7 @@ class Settings(_Section):
     accounts: AccountSettings = AccountSettings()
     web: WebSettings = WebSettings()
     contacts: ContactsSettings = ContactsSettings()
+    compliance: ComplianceSettings = ComplianceSettings()
     source: str = "<defaults>"
 
     @property

@@ -58,6 +58,9 @@ base_url = "https://riverside-imaging.example/u/"
 [web]
 templates_dir = "{ROOT / 'templates'}"
 segments_dir = "{ROOT / 'segments'}"
+[compliance]
+training_required = true
+risk_assessment_required = true
 """
     path = folder / "mailer.toml"
     path.write_text(text)
@@ -138,6 +141,22 @@ def run_demo(folder: Path, console: Console | None = None, *, extra_steps: Seque
                "--segment", str(ROOT / "segments/newsletter.toml"))
         for step in extra_steps:
             mailer(*step)
+        # -- issue 17: training records gate submission and approval (TRN-1) -------------
+        console.print("\n[dim]Training (TRN-1): the author holds no HIPAA-marketing training yet:[/]")
+        mailer("campaign", "submit", "1", expect=3)
+        today = time.strftime("%Y-%m-%d", time.gmtime())
+        for person in ("marketer", "compliance"):
+            mailer("training", "record", person, "--course", "HIPAA marketing", "--completed", today, who=None)
+
+        def assess(campaign: str, title: str) -> None:  # RSK-1: a new initiative, assessed and approved
+            mailer("risk", "draft", "--campaign", campaign, "--title", title, "--phi",
+                   "name and email address; clinical fields only under authorization", "--recipients",
+                   "the center's own relay", "--safeguards", "TLS 1.2+, encryption at rest, four-eyes approval",
+                   "--residual-risk", "low")
+            mailer("risk", "approve", campaign, who="compliance")
+
+        assess("1", "Monthly newsletter by email")
+        # -- end of the issue 17 block -------------------------------------------------
         mailer("campaign", "submit", "1")
         console.print("\n[dim]Four eyes (SEC-6): the author's account may not approve its own campaign:[/]")
         mailer("campaign", "approve", "1", expect=3)
@@ -148,10 +167,27 @@ def run_demo(folder: Path, console: Console | None = None, *, extra_steps: Seque
                str(ROOT / "templates/condition-targeted"), "--segment", str(ROOT / "segments/osteoporosis-followup.toml"))
         mailer("campaign", "submit", "2")
         mailer("campaign", "approve", "2", who="compliance")
+        assess("2", "Condition-targeted follow-up")  # issue 17: new data fields (RSK-1)
         mailer("campaign", "freeze", "2")
         console.print("\n[dim]A patient's written revocation arrives after the audience was frozen (AUTH-7):[/]")
         mailer("authorizations", "revoke", "--contact", "3", "--scope", "condition-targeted-marketing", who="compliance")
         mailer("campaign", "send", "2")
+        # -- issue 17: a patient's testimonial, used only with its written consent (TST-5) --
+        console.print("\n[dim]A patient's quote is a registered asset with a consent covering email (TST-5):[/]")
+        consent = folder / "consent-signed.pdf"
+        consent.write_bytes(b"%PDF-" + b"1.4 synthetic signed consent for the demo\n")  # split: not a rule ID
+        year = time.gmtime().tm_year
+        mailer("assets", "register", "mri-quiet-quote", "--kind", "testimonial", "--contact", "1",
+               "--signed", today, "--expires", f"{year + 2}-12-31", "--channels", "email,web",
+               "--consent-document", str(consent), "--uses", "the quoted sentence, unedited, no name or photo",
+               "--text", "The new scanner was so quiet I almost fell asleep.")
+        mailer("campaign", "create", "--name", "Quieter MRI, in a patient's words", "--template",
+               str(ROOT / "templates/testimonial"), "--segment", str(ROOT / "segments/newsletter.toml"))
+        mailer("campaign", "submit", "3")
+        mailer("campaign", "approve", "3", who="compliance")
+        mailer("campaign", "check", "3", who="compliance")
+        mailer("campaign", "send", "3")
+        # -- end of the issue 17 block ---------------------------------------------------
         mailer("ledger", "show", "--kind", "access", "--limit", "12", who="compliance")
         mailer("ledger", "tail", "-n", "8", who="compliance")
         mailer("ledger", "verify", who="compliance")

@@ -200,8 +200,13 @@ def write_evidence(rt: Runtime, campaign_id: int, out: Path, *, actor: str | Non
             for name, data in content.template_files.items():
                 z.put(f"template/source/{name}", data)
             try:
+                from mailer.compliance import assets
+
                 tdir, _seg = snapshots.materialize(content)
-                eml, html = _sample(rt, campaign, compile_template(tdir))
+                z.put_json("template/assets.json", assets.packet(rt, tdir))  # consent of each asset (TST-5)
+                compiled = compile_template(tdir)
+                assets.bind(rt, compiled)
+                eml, html = _sample(rt, campaign, compiled)
                 z.put("sample/sample.eml", eml)
                 z.put("sample/sample.html", html)
             except MailerError as err:

@@ -53,8 +53,9 @@ AUDIENCE = "audience"
 CAMPAIGN = "campaign"
 SYSTEM = "system"
 ACCESS = "access"  # sign-in, sign-out, failures, lockouts, tokens, account changes (issue 12)
+COMPLIANCE = "compliance"  # training, assets and consents, risk assessments, complaints, reviews (issue 17)
 KINDS = (SEND, SKIP, REFUSAL, APPROVAL, AUTHORIZATION, UNSUBSCRIBE, BOUNCE, KEY_ROTATION,
-         CONTACT_IMPORT, DATA_EXPORT, AUDIENCE, CAMPAIGN, SYSTEM, ACCESS)
+         CONTACT_IMPORT, DATA_EXPORT, AUDIENCE, CAMPAIGN, SYSTEM, ACCESS, COMPLIANCE)
 SEND_OUTCOMES = ("sent", "deferred", "failed", "uncertain")
 
 # Columns covered by the entry hash, in a fixed order. Never reorder; only append.

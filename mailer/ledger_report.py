@@ -89,6 +89,7 @@ class QuarterReport:
     verification: Verification | None = None
     head_seq: int = 0  # the ledger's newest entry when the report was made: an auditor keeps it (SEC-5)
     head_hash: str = ""
+    complaints: dict[str, Any] = field(default_factory=dict)  # CMP-1 counts and open items (issue 17)
 
     def as_dict(self) -> dict[str, Any]:
         return {
@@ -104,6 +105,7 @@ class QuarterReport:
             "key_rotations": self.key_rotations, "access": self.access, "failed_sign_ins": self.failed_sign_ins,
             "verification": self.verification.as_dict() if self.verification else None,
             "head": {"seq": self.head_seq, "hash": self.head_hash},
+            "complaints": self.complaints,
         }
 
 
@@ -238,4 +240,10 @@ def render_text(rep: QuarterReport) -> str:
     add("")
     add(f"Contact imports: {rep.contact_imports}   Data exports: {rep.data_exports}   "
         f"Key rotations: {rep.key_rotations}")
+    if rep.complaints:  # CMP-1 (issue 17)
+        cp = rep.complaints
+        section("Complaints and privacy concerns received", cp.get("by_category", {}))
+        add(f"  resolved in the quarter: {cp.get('resolved_in_quarter', 0)}; open at its end: {len(cp.get('open_at_end', []))}")
+        for o in cp.get("open_at_end", []):
+            add(f"    open: complaint {o['id']} {o['category']} received {o['received'][:10]} ({o['age_days']} days)")
     return "\n".join(out) + "\n"

@@ -71,6 +71,7 @@ class Authorization(SQLModel, table=True):
     remuneration: bool = False
     remuneration_statement: bool = False
     document_sha256: str = Field(default="", max_length=64)
+    form_version: str | None = Field(default=None, max_length=32)  # mailer's form it was signed on (issue 17)
     revoked_at: NaiveDatetime | None = None  # when the written revocation was received (AUTH-7)
     created_at: NaiveDatetime = Field(default_factory=utcnow)
     updated_at: NaiveDatetime = Field(default_factory=utcnow)

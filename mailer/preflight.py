@@ -269,6 +269,23 @@ def dkim_gate(rt: Runtime) -> Gate:
     return _gate("dkim", "STD-4", refusals, f"DKIM keys: {keys}")
 
 
+def assets_gate(rt: Runtime, c: Campaign, at: datetime) -> Gate:
+    from mailer.compliance import assets
+
+    template = snapshots.source(rt, c).template  # the submitted content (issue 15)
+    used = assets.packet(rt, template, at)
+    return _gate("assets", "TST-5", assets.template_refusals(rt, template, at),
+                 f"{len(used)} asset(s), each with a consent covering email" if used else "no patient asset used")
+
+
+def risk_gate(rt: Runtime, c: Campaign) -> Gate:
+    from mailer.compliance import risk
+
+    new, refusals = risk.campaign_refusals(rt, c)
+    return _gate("risk", "RSK-1", refusals, f"new initiative, covered by an approved risk assessment: "
+                 f"{', '.join(sorted(new))}" if new else "no new purpose, vendor, channel or data field")
+
+
 def evaluate(rt: Runtime, campaign: Campaign, *, at: datetime | None = None, count: bool = False,
              connect: bool = False) -> Report:
     """Every gate, whatever the others say (one report). `count` evaluates the audience (SEG-4)."""
@@ -279,6 +296,8 @@ def evaluate(rt: Runtime, campaign: Campaign, *, at: datetime | None = None, cou
         _guard("files", "SEC-6", lambda: files_gate(rt, campaign)),
         _guard("purpose", "MKT-1", lambda: purpose_gate(rt, campaign)),
         _guard("lint", "PHI-1", lambda: lint_gate(rt, campaign)),
+        _guard("assets", "TST-5", lambda: assets_gate(rt, campaign, at)),  # issue 17
+        _guard("risk", "RSK-1", lambda: risk_gate(rt, campaign)),  # issue 17
         _guard("segment", "SEG-1", lambda: segment_gate(rt, campaign, count=count)),
         _guard("relay", "BAA-1", lambda: relay_gate(rt, at)),
         _guard("postal", "SPAM-8", lambda: postal_gate(rt)),

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from html import escape as html_escape
 from pathlib import Path
 
 from mailer.compose import Composer
@@ -21,12 +22,20 @@ class Preview:
     html: str
 
 
+def _asset_placeholder(key: str, as_html: bool) -> str:
+    """`{{ asset('key') }}` in a preview: a marker, not the patient's words or image, which are
+    decrypted only where the consent is checked (a campaign's send and evidence sample, TST-5)."""
+    text = f"[patient asset '{key}': its consented content is inserted at send time]"
+    return html_escape(text) if as_html else text
+
+
 def render_preview(settings: Settings, template: Path | CompiledTemplate, *, campaign_name: str = "Preview",
                    campaign_id: int = 0) -> Preview:
     """Same compile, render and compose path as a real send; no database, no keys.
     Also the evidence package's sample message (mailer.evidence)."""
     if not isinstance(template, CompiledTemplate):
         template = compile_template(template)
+        template.bind_assets(_asset_placeholder)  # no database here: name the asset, never its content
     url = settings.unsubscribe.base_url + SAMPLE_TOKEN
     rendered = template.render({
         "contact": SYNTHETIC_CONTACT,

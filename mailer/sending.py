@@ -116,10 +116,12 @@ def check_segment(rt: Runtime, segment_path: Path, at: datetime | None = None) -
 
 def prepare(rt: Runtime, campaign: Campaign, *, actor: str | None = None, at: datetime | None = None) -> Prepared:
     """Compile the template, plan the segment, and freeze the audience once per run."""
+    from mailer.compliance import assets
     from mailer.snapshots import source
 
     src = source(rt, campaign)  # the submitted content, whatever the current folder (SEC-6)
     template = compile_template(src.template)
+    assets.bind(rt, template, at=at)  # TST-5: consented assets only, re-checked as each message renders
     if template.content_hash != campaign.template_hash:
         raise ComplianceRefusal([Refusal("SEC-6", f"campaign {campaign.id}: template changed since it was created",
                                          "re-submit the campaign for approval")])

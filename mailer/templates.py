@@ -63,6 +63,14 @@ class CompiledTemplate:
     html_source: str | None = field(default=None, repr=False)
     text_source: str | None = field(default=None, repr=False)
 
+    def bind_assets(self, resolve: Any) -> None:
+        """Let `{{ asset('key') }}` render: `resolve(key, html)` returns the consented content
+        (HTML-safe markup when `html`), or raises when its consent does not hold (TST-5)."""
+        from markupsafe import Markup
+
+        self._html.globals["asset"] = lambda key: Markup(resolve(key, True))  # noqa: S704 - resolve escapes text, builds the img
+        self._text.globals["asset"] = lambda key: resolve(key, False)
+
     def render(self, context: Mapping[str, Any]) -> Rendered:
         try:
             return Rendered(
@@ -115,10 +123,17 @@ def load_meta(path: Path) -> dict[str, Any]:
     return data
 
 
+def _unbound_asset(key: str) -> str:
+    """`{{ asset('key') }}` before the campaign bound its consented assets (TST-5): refuse."""
+    raise TemplateError(f"asset('{key}') is rendered only through a campaign, which checks its consent",
+                        rules=("TST-5",), hint="register it: mailer assets register KEY ...; `mailer preview` shows a placeholder for it")
+
+
 def _environments() -> tuple[SandboxedEnvironment, SandboxedEnvironment]:
     """Sandboxed and budgeted (mailer.sandbox): no escapes, and no render that hangs or exhausts memory."""
     html = BudgetedEnvironment(autoescape=True, undefined=StrictUndefined, trim_blocks=True, lstrip_blocks=True)
     text = BudgetedEnvironment(autoescape=False, undefined=StrictUndefined, trim_blocks=True, lstrip_blocks=True)
+    html.globals["asset"] = text.globals["asset"] = _unbound_asset  # issue 17: see CompiledTemplate.bind_assets
     return html, text
 
 
@@ -162,6 +177,27 @@ def check_budgets(path: Path) -> None:
         where = f"{p.path}:{p.line}" if p.line else p.path
         raise TemplateError(f"{where}: the template exceeds a resource budget: {p.message}", rules=("PHI-1",),
                             hint="simplify the template: bounded loops, small numbers and strings")
+
+
+def asset_keys(path: Path) -> list[str]:
+    """The asset keys a template folder names as `asset('key')` (TST-5), in order of first use."""
+    from jinja2 import nodes
+
+    env = SandboxedEnvironment()
+    keys: list[str] = []
+    for name in ("body.html.j2", "body.txt.j2"):
+        f = path / name
+        if not f.exists():
+            continue
+        try:
+            tree = env.parse(f.read_text())
+        except TemplateSyntaxError:
+            continue  # compile_template reports it
+        for call in tree.find_all(nodes.Call):
+            if isinstance(call.node, nodes.Name) and call.node.name == "asset" and call.args \
+                    and isinstance(call.args[0], nodes.Const) and isinstance(call.args[0].value, str):
+                keys.append(call.args[0].value)
+    return list(dict.fromkeys(keys))
 
 
 def check_context(path: Path) -> None:

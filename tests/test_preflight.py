@@ -13,7 +13,8 @@ from mailer.errors import ComplianceRefusal
 from tests.helpers_accounts import cli_env
 from tests.helpers_workflow import AUTHOR, approved, create, write_config
 
-GATES = ["approval", "files", "purpose", "lint", "segment", "relay", "postal", "unsubscribe", "tls", "login", "dkim"]
+GATES = ["approval", "files", "purpose", "lint", "assets", "risk", "segment", "relay", "postal", "unsubscribe", "tls",
+         "login", "dkim"]
 
 
 def gates(report: preflight.Report) -> dict[str, preflight.Gate]:

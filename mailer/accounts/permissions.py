@@ -72,6 +72,18 @@ class Action(StrEnum):
     LEDGER_EXPORT = "ledger.export"
     LEDGER_EVIDENCE = "ledger.evidence"
     LEDGER_PURGE = "ledger.purge"
+    # The compliance program's records (issue 17)
+    COMPLIANCE_READ = "compliance.read"  # training, risk assessments, complaints, quarterly reviews
+    TRAINING_RECORD = "training.record"
+    ASSETS_READ = "assets.read"
+    ASSETS_REGISTER = "assets.register"  # register a patient's testimonial, story or image with consent
+    ASSETS_REVOKE = "assets.revoke"  # record a consent's written revocation
+    RISK_DRAFT = "risk.draft"
+    RISK_APPROVE = "risk.approve"  # RSK-2: never the assessment's own author (checked in compliance.risk)
+    COMPLAINTS_RECORD = "complaints.record"
+    COMPLAINTS_RESOLVE = "complaints.resolve"
+    FORMS_PRINT = "authorizations.form"
+    REVIEW_SIGN = "review.sign"  # sign off the quarterly review (QRV-1)
 
 
 A = Action
@@ -79,18 +91,25 @@ _CAMPAIGN_WORK = frozenset({A.CAMPAIGN_CREATE, A.CAMPAIGN_SUBMIT, A.CAMPAIGN_CHE
                             A.CAMPAIGN_SEND, A.CAMPAIGN_PAUSE, A.CAMPAIGN_RESUME, A.CAMPAIGN_CANCEL})
 _PAPERWORK = frozenset({A.CONTACTS_IMPORT, A.AUTHORIZATIONS_REVOKE, A.AUTHORIZATIONS_IMPORT})
 
+_RECORDS_WORK = frozenset({A.ASSETS_READ, A.ASSETS_REGISTER, A.ASSETS_REVOKE, A.RISK_DRAFT,
+                           A.COMPLAINTS_RECORD, A.FORMS_PRINT})
+
 # THE table. A role not listed for an action may not do it.
 PERMISSIONS: dict[str, frozenset[Action]] = {
     Role.ADMIN: frozenset({A.USERS_MANAGE, A.KEYS_ROTATE, A.VENDORS_MANAGE, A.CONTACTS_BACKUP,
                            A.CONTACTS_RESTORE, A.AUTHORIZATIONS_PURGE, A.LEDGER_READ, A.LEDGER_EXPORT,
-                           A.LEDGER_PURGE, A.BOUNCES_PROCESS}),
+                           A.LEDGER_PURGE, A.BOUNCES_PROCESS, A.COMPLIANCE_READ, A.TRAINING_RECORD}),
     # A marketer does not record signed authorizations one by one: the person whose audience
     # grows with them is not the one who vouches for the signature (issue 16: reviewer, staff).
-    Role.MARKETER: _CAMPAIGN_WORK | _PAPERWORK | {A.SEGMENT_REGISTER, A.TEMPLATE_REGISTER},
-    Role.STAFF: _CAMPAIGN_WORK | _PAPERWORK | {A.TEMPLATE_REGISTER, A.AUTHORIZATIONS_GRANT, A.CONTACTS_VIEW},
+    Role.MARKETER: _CAMPAIGN_WORK | _PAPERWORK | _RECORDS_WORK | {A.SEGMENT_REGISTER, A.TEMPLATE_REGISTER},
+    Role.STAFF: _CAMPAIGN_WORK | _PAPERWORK | _RECORDS_WORK | {A.TEMPLATE_REGISTER, A.AUTHORIZATIONS_GRANT,
+                                                              A.CONTACTS_VIEW},
     Role.REVIEWER: frozenset({A.CAMPAIGN_APPROVE, A.CAMPAIGN_REJECT, A.CAMPAIGN_CHECK, A.CAMPAIGN_PAUSE,
                               A.CAMPAIGN_CANCEL, A.AUTHORIZATIONS_GRANT, A.AUTHORIZATIONS_REVOKE,
-                              A.CONTACTS_VIEW, A.LEDGER_READ, A.LEDGER_EXPORT, A.LEDGER_EVIDENCE}),
+                              A.CONTACTS_VIEW, A.LEDGER_READ, A.LEDGER_EXPORT, A.LEDGER_EVIDENCE,
+                              A.COMPLIANCE_READ, A.TRAINING_RECORD, A.ASSETS_READ, A.ASSETS_REVOKE, A.RISK_DRAFT,
+                              A.RISK_APPROVE, A.COMPLAINTS_RECORD, A.COMPLAINTS_RESOLVE, A.FORMS_PRINT,
+                              A.REVIEW_SIGN}),
     Role.SERVICE: frozenset({A.CAMPAIGN_RUN, A.CAMPAIGN_SEND, A.CAMPAIGN_CHECK, A.CAMPAIGN_PAUSE,
                              A.BOUNCES_PROCESS}),
 }
@@ -99,8 +118,9 @@ PERMISSIONS: dict[str, frozenset[Action]] = {
 NEVER: dict[str, frozenset[Action]] = {
     Role.SERVICE: frozenset({A.CAMPAIGN_APPROVE, A.CAMPAIGN_REJECT, A.USERS_MANAGE, A.KEYS_ROTATE,
                              A.CONTACTS_VIEW}),
-    Role.MARKETER: frozenset({A.CAMPAIGN_APPROVE, A.USERS_MANAGE, A.AUTHORIZATIONS_GRANT, A.CONTACTS_VIEW}),
-    Role.STAFF: frozenset({A.CAMPAIGN_APPROVE, A.USERS_MANAGE}),
+    Role.MARKETER: frozenset({A.CAMPAIGN_APPROVE, A.USERS_MANAGE, A.AUTHORIZATIONS_GRANT, A.CONTACTS_VIEW,
+                              A.RISK_APPROVE, A.REVIEW_SIGN, A.TRAINING_RECORD}),
+    Role.STAFF: frozenset({A.CAMPAIGN_APPROVE, A.USERS_MANAGE, A.RISK_APPROVE, A.REVIEW_SIGN, A.TRAINING_RECORD}),
 }
 
 VIA = ("password", "token", "session", "service")

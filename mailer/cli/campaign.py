@@ -88,6 +88,10 @@ def _print_packet(p: approvals.ReviewPacket) -> None:
         state = (f"acknowledged by {rv['acknowledged_by']}: {rv['reason']}" if rv["acknowledged"]
                  else f"TO ACKNOWLEDGE: mailer campaign acknowledge {p.campaign_id} {rv['key']} --reason ...")
         out.print(f"    review {rv['key']} ({rv['rule']}) {rv['message']} - {state}", markup=False)
+    for a in p.assets:  # issue 17: each patient asset with its consent (TST-5)
+        out.print(f"  asset {a['key']} ({a.get('kind', '?')}, contact {a.get('contact_id', '?')}): consent "
+                  f"{a.get('consent_document_sha256', '')[:12]} for {', '.join(a.get('channels', []))} until "
+                  f"{(a.get('consent_expires') or '')[:10]}: {a['email_status']}", markup=False)
     for r in p.refusals:
         out.print(f"  BLOCKS APPROVAL {r.rule}: {r.reason}; {pointer(r.rule)}", markup=False)
 

@@ -162,6 +162,14 @@ def act(ctx: typer.Context, action: Action) -> str:
     return p.name
 
 
+def signed_in(ctx: typer.Context, action: Action) -> Principal:
+    """`act`, returning the account itself: for services that take a Principal (issue 17's records)."""
+    act(ctx, action)
+    p = principal(ctx)
+    assert p is not None
+    return p
+
+
 def report_error(e: MailerError) -> None:
     """One place that prints errors: message, rule IDs, the fix, never PHI."""
     from rich.text import Text

@@ -227,6 +227,9 @@ def report(ctx: typer.Context,
     rt = runtime(ctx)
     act(ctx, Action.LEDGER_READ)
     rep = build_report(rt.ledger, quarter, verify=check)
+    from mailer.compliance.complaints import quarter_summary
+
+    rep.complaints = quarter_summary(rt, rep.start, rep.end)  # CMP-1 (issue 17)
     if fmt == "json":
         print_json(rep.as_dict())
     else:

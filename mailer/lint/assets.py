@@ -1,11 +1,12 @@
 """Consent-backed assets (TST-1): the hook through which quotes, patient stories and patient
 images may enter a template without a review finding.
 
-Today no registry exists, so every testimonial, story or patient image the lint finds is a
-`review` finding: a reviewer checks the authorization and acknowledges it at approval. A
-compliance-records module can register a checker here (`set_registry`); a template that
-names a registered asset with `{# asset: ID #}` (or the older `{# authorization: ID #}`)
-then passes without review for the content that asset covers.
+Since issue 17 a template uses a registered asset as `{{ asset('key') }}`: the patient's
+words or image are inserted at render time, after mailer.compliance.assets has checked the
+consent (TST-5), so they are never in the template text the lint reads. Any other
+testimonial, story or patient image the lint finds is a `review` finding that a reviewer
+acknowledges at approval. The older `{# asset: ID #}` comment form is honoured only when a
+checker is installed with `set_registry` (none is, by default).
 """
 
 from __future__ import annotations

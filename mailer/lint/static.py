@@ -431,6 +431,13 @@ class _Walker:
 
     def _call(self, node: nodes.Call) -> Origin:
         callee = node.node
+        if isinstance(callee, nodes.Name) and callee.name == "asset" and self.lookup("asset") is None:
+            # issue 17 hook: {{ asset('key') }} is a registered, consented asset (TST-5),
+            # checked by mailer.compliance.assets; only a literal key can be checked.
+            if len(node.args) == 1 and isinstance(node.args[0], nodes.Const) and isinstance(node.args[0].value, str):
+                return LOCAL
+            self.report("PHI103", node, "asset", "asset() needs one literal key, e.g. asset('knee-story')")
+            return BAD
         if isinstance(callee, nodes.Getattr):
             base = self.expr(callee.node)
             if base.kind == "ns" and callee.attr == "get" and node.args:

@@ -16,6 +16,7 @@ from __future__ import annotations
 import csv
 import datetime as dt
 import hashlib
+import re
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -43,7 +44,7 @@ TEXT_FIELDS = (
     "signer", "representative_authority", "third_party", "document_sha256",
 )
 TIME_FIELDS = ("expires_at", "expiration_event_occurred_at", "signed_at", "revoked_at")
-COLUMNS = ("email", *TEXT_FIELDS, *BOOL_FIELDS, *TIME_FIELDS)
+COLUMNS = ("email", *TEXT_FIELDS, *BOOL_FIELDS, *TIME_FIELDS, "form_version")  # form_version: issue 17
 #: The free-text elements kept only in `elements_enc` (PHI: what is disclosed, to whom, why).
 ELEMENT_FIELDS = (
     "information_description", "discloser", "recipients", "purpose", "expiration_event",
@@ -183,6 +184,9 @@ def parse_record(line: int, row: Mapping[str, str | None]) -> dict[str, Any] | l
             rec[name] = parse_time(row.get(name) or "")
         except ValueError:
             problems.append(RowProblem(line, name, "expected an ISO date or date-time, e.g. 2026-07-01T00:00:00Z"))
+    rec["form_version"] = (row.get("form_version") or "").strip() or None  # the mailer form it was signed on
+    if rec["form_version"] and not re.fullmatch(r"[A-Za-z0-9._-]{1,32}", rec["form_version"]):
+        problems.append(RowProblem(line, "form_version", "expected a version like 2026-12 (letters, digits, . _ -)"))
     sha = rec["document_sha256"]
     if sha and (len(sha) != 64 or any(c not in "0123456789abcdef" for c in sha.lower())):
         problems.append(RowProblem(line, "document_sha256", "expected 64 hex digits"))

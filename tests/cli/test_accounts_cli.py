@@ -212,3 +212,20 @@ def test_users_admin_commands(fresh: Any) -> None:
     assert res.exit_code == 3 and "SEC-10" in res.output
     assert run(cfg, "users", "token", "worker", "--revoke-all", env=admin).exit_code == 0
     assert run(cfg, "whoami", env={"MAILER_TOKEN": tok.stdout.strip()}).exit_code == 3
+
+
+def test_compliance_records_commands_run_as_the_login_session(fresh: Any) -> None:
+    """Issue 17's commands resolve who acts like every other command: a `mailer login` session
+    works without MAILER_TOKEN, and the entry names that account."""
+    cfg, otp, secret = fresh
+    res = run(cfg, "login", "--user", "admin", "--password-stdin", "--totp", pyotp.TOTP(secret).now(),
+              stdin=f"{otp}\n{NEW}\n")
+    assert res.exit_code == 0, res.output
+    today = time.strftime("%Y-%m-%d", time.gmtime())
+    made = run(cfg, "training", "record", "admin", "--course", "HIPAA marketing", "--completed", today)
+    assert made.exit_code == 0, made.output
+    listed = json.loads(run(cfg, "training", "list", "--format", "json").stdout)
+    assert [x["account"] for x in listed] == ["admin"]
+    assert run(cfg, "logout").exit_code == 0
+    after = run(cfg, "training", "list")
+    assert after.exit_code == 3 and "SEC-1" in after.output

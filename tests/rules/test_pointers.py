@@ -33,7 +33,7 @@ def test_preflight_lines_end_with_their_rule(sample_rt, tmp_path) -> None:
     res = CliRunner(env=cli_env(cfg, AUTHOR)).invoke(app, ["--config", str(cfg), "campaign", "check", str(c.id)])
     assert res.exit_code == 3
     gate_lines = [ln for ln in res.output.splitlines() if re.match(r"  (pass|FAIL|WARN)  ", ln)]
-    assert len(gate_lines) == 11  # issue 15 added the `files` and `login` gates
+    assert len(gate_lines) == 13  # issue 15 added `files` and `login`; issue 17 `assets` (TST-5) and `risk` (RSK-1)
     seen: set[str] = set()
     for line in gate_lines:
         rule = line.split()[1]
