@@ -32,7 +32,7 @@ from mailer.ledger import SEND, Event, Ledger
 from mailer.models import utcnow
 
 DEFAULT_LEASE_SECONDS = 30.0
-RESERVE_BLOCK = 256
+RESERVE_BLOCK = 64  # the least rows reserved at a time; a sender takes 4 windows (claim_batch)
 
 
 def host_id() -> str:
