@@ -21,8 +21,8 @@ from rich.table import Table
 
 from mailer import campaigns, sending
 from mailer.accounts.permissions import Action
-from mailer.cli.campaign import campaign_app
 from mailer.cli import send_processes
+from mailer.cli.campaign import campaign_app
 from mailer.cli.common import act, err, out, print_json, runtime, state
 from mailer.errors import EXIT_FAILURE, EXIT_REFUSED, InputError, StateError
 from mailer.pipeline import Summary
