@@ -60,7 +60,8 @@ class RateLimiter:
             await self.sleep(wait)
 
 
-GRANT_SECONDS = 0.2  # the global pace is handed out in slots of about this long
+GRANT_SECONDS = 0.1  # the global pace is handed out in runs of slots about this long
+LATE = 0.05  # a slot missed by more than this is dropped, not used late (no bursts after a stall)
 TOKEN_LIFE = 2.0  # a domain token not used this soon is dropped (it still counts: never an overshoot)
 
 
@@ -154,7 +155,7 @@ class SharedRateLimiter(RateLimiter):
                     return wait, 0.0
         slot = now
         if self.interval:
-            while self._slots and self._slots[0] < now - GRANT_SECONDS:
+            while self._slots and self._slots[0] < now - LATE:
                 self._slots.popleft()  # a slot missed by a long wait is not used late, in a burst
             if not self._slots:
                 self._take_slots(now)

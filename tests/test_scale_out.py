@@ -148,7 +148,8 @@ def test_three_senders_one_killed_nobody_twice_limits_held(runtime_factory: Any,
     assert all(received[m] == 1 for m in sent)  # everything recorded as sent arrived exactly once
     assert len(handler.message_ids) <= len(sent) + uncertain
     # the campaign-wide pace held at the sink, three senders or not
-    assert max_in_window(handler.arrivals, 1.0) <= RATE * 1.1 + 8
+    # (2 s windows: arrival times carry the sink's own queueing, a few ms either way)
+    assert max_in_window(handler.arrivals, 2.0) <= RATE * 2 * 1.05 + 8, max_in_window(handler.arrivals, 2.0)
     span = max(handler.arrivals) - min(handler.arrivals)
     assert (len(handler.arrivals) - 1) / span <= RATE * 1.02
     assert rt.ledger.verify().ok
