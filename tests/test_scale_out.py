@@ -68,6 +68,29 @@ class TimedHandler(CountingHandler):
         return await super().handle_DATA(server, session, envelope)
 
 
+def hold_until_senders(handler: TimedHandler, rt: Any, cid: int, k: int, *, after: int = 0) -> None:
+    """The sink answers DATA only once K senders hold a lease on the campaign (from message
+    AFTER on): no race with a process that takes a second or two to start."""
+    import asyncio
+
+    from mailer.store import leases
+
+    real = handler.handle_DATA
+    seen = [False]
+
+    async def gated(server: Any, session: Any, envelope: Any) -> str:
+        waited = 0.0
+        while handler.count >= after and not seen[0] and waited < 120:
+            if len(leases.live_owners(rt.engine, cid)) >= k:
+                seen[0] = True
+                break
+            await asyncio.sleep(0.05)
+            waited += 0.05
+        return await real(server, session, envelope)
+
+    handler.handle_DATA = gated  # type: ignore[method-assign]
+
+
 def wait_for(predicate: Any, what: str, timeout: float = 600.0) -> None:
     ev = threading.Event()
     deadline = time.monotonic() + timeout
@@ -163,9 +186,10 @@ def test_a_manual_send_beside_a_worker_leaves_the_workers_rows_alone(runtime_fac
     from mailer import scheduler
 
     n = 300
-    # a paced run (~7 s), so the manual send starts while the worker is mid-way
+    # paced (~7 s), and held after 10 messages until the manual sender is up: it starts mid-way
     handler, controller, rt, cfg, env = _campaign(runtime_factory, certs, tmp_path, n, messages_per_second=40.0)
     cid = int(env.pop("_campaign"))
+    hold_until_senders(handler, rt, cid, 2, after=10)
     w = scheduler.Worker(rt, name="worker-test")
     with rt.engine.begin() as conn:  # as if the schedule had fired
         conn.execute(campaigns.Campaign.__table__.update().where(campaigns.Campaign.__table__.c.id == cid)
@@ -205,3 +229,28 @@ def test_processes_option_adds_up_its_children(runtime_factory: Any, certs: Any,
     assert report["this_run"]["sent"] == n and report["totals"] == {dq.SENT: n}
     assert len(set(handler.message_ids)) == len(handler.message_ids) == n
     assert rt.ledger.verify().ok
+
+
+def test_worker_with_two_sender_processes(runtime_factory: Any, certs: Any, tmp_path: Path) -> None:
+    """`mailer worker --processes 2`: the worker sends and one spawned process beside it."""
+    from mailer import scheduler
+
+    n = 300
+    handler, controller, rt, cfg, env = _campaign(runtime_factory, certs, tmp_path, n)
+    cid = int(env.pop("_campaign"))
+    hold_until_senders(handler, rt, cid, 2)  # the spawned sender is up before the worker is done alone
+    with rt.engine.begin() as conn:  # as if the schedule had fired
+        conn.execute(campaigns.Campaign.__table__.update().where(campaigns.Campaign.__table__.c.id == cid)
+                     .values(status="scheduled"))
+    try:
+        scheduler.Worker(rt, name="worker-test", processes=2).run_campaign(cid)
+    finally:
+        controller.stop()
+    assert dq.counts(rt.engine, cid) == {dq.SENT: n}
+    t = Delivery.__table__
+    with rt.engine.connect() as conn:
+        owners = {r[0] for r in conn.execute(select(t.c.worker).where(t.c.campaign_id == cid))}
+    assert len(owners) == 2  # both processes sent
+    assert len(set(handler.message_ids)) == len(handler.message_ids) == n
+    assert rt.ledger.verify().ok
+    assert campaigns.get(rt, cid).status == "done"

@@ -18,17 +18,11 @@ from pathlib import Path
 from typing import Any
 
 from mailer.pipeline import Summary
-from mailer.store import deliveries as dq
+from mailer.send_fanout import auto_processes, rows_left
 
-PER_PROCESS = 5000  # the automatic count starts one more process per this many rows left
+__all__ = ["auto_processes", "child_command", "merge", "rows_left", "run_children"]
+
 _CHILD = ("-c", "from mailer.cli.entry import main; main()")
-
-
-def auto_processes(left: int, cores: int | None = None) -> int:
-    """Default `--processes`: the number of cores, but one per PER_PROCESS rows left (a
-    process costs ~0.5 s to start; a small campaign is done sooner by one)."""
-    n = cores or os.cpu_count() or 1
-    return max(1, min(n, -(-left // PER_PROCESS)))
 
 
 def child_command(campaign_id: int, config: Path | None) -> tuple[list[str], dict[str, str]]:
@@ -97,13 +91,3 @@ def merge(campaign_id: int, run: int, reports: list[dict[str, Any]]) -> Summary:
             s.interrupted = r["interrupted"]
     return s
 
-
-def rows_left(engine: Any, campaign_id: int, run: int) -> int:
-    """Rows left to send; before the audience is frozen, the contacts there are (an upper bound)."""
-    from sqlalchemy import text
-
-    counts = dq.counts(engine, campaign_id, run)
-    if counts:
-        return counts.get(dq.PENDING, 0)
-    with engine.connect() as conn:
-        return int(conn.execute(text("SELECT count(*) FROM contact")).scalar() or 0)
