@@ -2,8 +2,9 @@
 
 A row is `claimed` (with its Message-ID and unsubscribe token made durable) in one
 commit before its message leaves, and `recorded` (sent/failed/skipped) with its ledger
-entry in one commit after. Rows still `claimed` when no sender runs are `uncertain`:
-never resent without an operator, so nobody gets the same message twice.
+entry in one commit after. Rows still `claimed` when their sender's lease has expired
+(it died; mailer.store.leases) are `uncertain`: never resent without an operator, so
+nobody gets the same message twice. Other senders' in-flight rows are never touched.
 """
 
 from __future__ import annotations
