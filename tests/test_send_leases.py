@@ -128,3 +128,41 @@ async def test_three_limiters_share_a_domain_window(runtime_factory: Any, tmp_pa
     with rt.engine.connect() as conn:  # the domain is stored as a hash, never in clear
         keys = [r[0] for r in conn.execute(text("SELECT key FROM rate_grant"))]
     assert keys and not any("gmail" in k or "example" in k for k in keys)
+
+
+async def test_a_pause_reaches_every_sender_even_a_slow_one(runtime_factory: Any, tmp_path: Path) -> None:
+    """Two senders of one campaign, held back by the rate limit (their producers idle):
+    an operator's pause stops both, and the messages waiting for the limit are released,
+    never sent (SenderOptions.status_poll_seconds, not the next page read)."""
+    from mailer import scheduler
+    from mailer.transport import MemoryTransport, SendResult
+    from tests.conftest import NO_GATES
+
+    rt = runtime_factory(None, limits={"messages_per_second": 4.0})  # a window of 32 lasts 8 s
+    bulk_contacts(rt, 200, tmp_path)
+    c = newsletter(rt)
+    campaigns.submit(rt, c.id, actor="marketer")
+    approvals.approve(rt, c.id, reviewer="reviewer")
+    delivered: list[str] = []
+    paused_at: list[int] = []
+
+    class Pausing(MemoryTransport):
+        async def send(self, message, /) -> SendResult:  # type: ignore[no-untyped-def]
+            result = await super().send(message)
+            delivered.append(message.message_id)
+            if len(delivered) == 10:
+                scheduler.pause(rt, c.id, actor="operator", reason="wrong date in the text")
+                paused_at.append(len(delivered))
+            return result
+
+    one, two = await asyncio.gather(
+        sending.send(rt, c.id, transport=Pausing(connections=2), preflight=NO_GATES),
+        sending.send(rt, c.id, transport=Pausing(connections=2), preflight=NO_GATES))
+    assert "operator" in one.paused and "operator" in two.paused
+    assert one.sent + two.sent == len(delivered) == len(set(delivered))
+    # after the pause: what the 4 connections had in hand, plus the pace for one poll (0.5 s)
+    assert len(delivered) - paused_at[0] <= 4 + 2
+    counts = dq.counts(rt.engine, c.id)
+    assert counts.get(dq.CLAIMED, 0) == counts.get(dq.UNCERTAIN, 0) == 0
+    assert counts.get(dq.SENT) == len(delivered) and counts.get(dq.PENDING) == 200 - len(delivered)
+    assert campaigns.get(rt, c.id).status == "paused"
