@@ -434,7 +434,7 @@ class Worker:
         if n <= 1:
             return own()
         log.info("campaign %s run %s: %s sender processes", campaign_id, run, n)
-        summary, errors = send_fanout.send_with_helpers(self.rt.settings, campaign_id, self.name, n - 1, own)
+        summary, errors = send_fanout.send_with_helpers(self.rt, campaign_id, run, self.name, n - 1, own)
         for e in errors:
             log.warning("campaign %s: a sender process stopped: %s", campaign_id, e)
         return summary

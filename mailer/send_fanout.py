@@ -70,9 +70,10 @@ def merge(into: Summary, other: Summary) -> Summary:
     return into
 
 
-def send_with_helpers(settings: Any, campaign_id: int, actor: str, extra: int,
+def send_with_helpers(rt: Any, campaign_id: int, run: int, actor: str, extra: int,
                       own: Callable[[], Summary]) -> tuple[Summary, list[str]]:
     """Start EXTRA sender processes, run OWN here, wait for them; one summary and their errors."""
+    settings = rt.settings
     ctx = multiprocessing.get_context("spawn")
     results: Any = ctx.Queue()
     procs = [ctx.Process(target=_child, args=(settings, campaign_id, actor, results), name=f"sender-{i + 1}")
@@ -85,6 +86,10 @@ def send_with_helpers(settings: Any, campaign_id: int, actor: str, extra: int,
         for p in procs:
             p.join()
     errors: list[str] = []
+    if any(p.exitcode for p in procs) and not summary.paused:  # a sender died: its in-flight rows are known now
+        from mailer import sending
+
+        summary.uncertain += sending.settle(rt, campaign_id, run, actor=actor)
     while True:
         try:
             got = results.get(timeout=0.5)

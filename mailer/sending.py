@@ -273,14 +273,19 @@ async def _send_leased(rt: Runtime, campaign: Campaign, *, transport: Any, actor
             reason = summary.paused if summary.paused.startswith(RUN_STOPPED) else RUN_STOPPED + summary.paused
             set_status(rt, campaign_id, "paused", reason, actor=actor, rules=summary.paused_rules)
     else:
-        # Rows of senders that died are reported now; rows of live ones are theirs to finish,
-        # and the last sender to finish marks the campaign done.
-        summary.uncertain += dq.mark_uncertain(rt.engine, rt.ledger, campaign_id, campaign.run)
-        left = dq.counts(rt.engine, campaign_id, campaign.run)
-        if not left.get(dq.PENDING) and not left.get(dq.CLAIMED):
-            problems = ", ".join(f"{left[k]} {k}" for k in (dq.FAILED, dq.UNCERTAIN) if left.get(k))
-            set_status(rt, campaign_id, "done", f"with problems: {problems}" if problems else "", actor=actor)
+        summary.uncertain += settle(rt, campaign_id, campaign.run, actor=actor)
     return summary
+
+
+def settle(rt: Runtime, campaign_id: int, run: int, *, actor: str | None = None) -> int:
+    """After a sender ends: rows of senders that died are reported `uncertain` (returns how
+    many); rows of live ones are theirs to finish, and the last to finish marks the campaign done."""
+    n = dq.mark_uncertain(rt.engine, rt.ledger, campaign_id, run)
+    left = dq.counts(rt.engine, campaign_id, run)
+    if not left.get(dq.PENDING) and not left.get(dq.CLAIMED):
+        problems = ", ".join(f"{left[k]} {k}" for k in (dq.FAILED, dq.UNCERTAIN) if left.get(k))
+        set_status(rt, campaign_id, "done", f"with problems: {problems}" if problems else "", actor=actor)
+    return n
 
 
 def refuse_ledger_sent(rt: Runtime, campaign_id: int, run: int, statuses: Sequence[str], *,

@@ -225,9 +225,12 @@ def _send_in_processes(ctx: typer.Context, campaign_id: int, n: int) -> Summary:
     reports, codes = send_processes.run_children(
         campaign_id, n, state(ctx).config,
         on_start=lambda pids: err.print(f"{n} sender processes: pids {' '.join(map(str, pids))}", markup=False))
+    summary = send_processes.merge(campaign_id, campaign.run, reports)
+    if len(reports) < n and not summary.paused:  # a child died: its in-flight rows are known now
+        summary.uncertain += sending.settle(rt, campaign_id, campaign.run, actor=actor)
     if not reports:  # every child stopped before reporting (its error is on stderr)
         raise typer.Exit(max(codes) or EXIT_FAILURE)
-    return send_processes.merge(campaign_id, campaign.run, reports)
+    return summary
 
 
 @campaign_app.command("resend")
