@@ -443,10 +443,16 @@ class Sender:
                     if not ahead:
                         # Our reserved rows are done: reserve the next free block (rows no live
                         # sender holds), so senders do not read and compose the same rows.
-                        got = leases.reserve(self.engine, owner, plan.campaign_id, plan.run, statuses,
-                                             n=max(leases.RESERVE_BLOCK, 4 * window))
+                        got = self._reserve(plan, owner, statuses, max(leases.RESERVE_BLOCK, 4 * window))
                         if not got:
-                            break
+                            if not leases.held_elsewhere(self.engine, plan.campaign_id, plan.run, owner, statuses):
+                                break
+                            # other senders still hold rows: wait, and take them over if one dies
+                            try:
+                                await asyncio.wait_for(stop.wait(), min(1.0, opts.lease_seconds / 3))
+                            except TimeoutError:
+                                pass
+                            continue
                         if got[0] <= after:  # rows freed behind the cursor (a sender died)
                             await drained()
                             after = got[0] - 1
@@ -592,6 +598,14 @@ class Sender:
             summary.elapsed = time.perf_counter() - started
             report(force=True)
         return summary
+
+    def _reserve(self, plan: SendPlan, owner: str, statuses: Sequence[str], n: int) -> list[int]:
+        """The next block of free rows; when none is free, dead senders' leases on this host
+        are expired first (their reserved rows become free)."""
+        got = leases.reserve(self.engine, owner, plan.campaign_id, plan.run, statuses, n=n)
+        if not got and leases.reap(self.engine, plan.campaign_id):
+            got = leases.reserve(self.engine, owner, plan.campaign_id, plan.run, statuses, n=n)
+        return got
 
     async def _acquire(self, domain: str, stop: asyncio.Event) -> None:
         """The rate limit's wait, cut short by a pause or cancel."""

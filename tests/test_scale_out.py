@@ -254,3 +254,38 @@ def test_worker_with_two_sender_processes(runtime_factory: Any, certs: Any, tmp_
     assert len(set(handler.message_ids)) == len(handler.message_ids) == n
     assert rt.ledger.verify().ok
     assert campaigns.get(rt, cid).status == "done"
+
+
+def test_processes_parent_settles_a_child_killed_mid_run(runtime_factory: Any, certs: Any, tmp_path: Path) -> None:
+    """`campaign send --processes 3`, one child SIGKILLed: the others finish the campaign, the
+    parent reports the dead child's in-flight rows uncertain (only those) and exits 1."""
+    n = 1500
+    handler, controller, rt, cfg, env = _campaign(runtime_factory, certs, tmp_path, n, messages_per_second=150.0)
+    cid = int(env.pop("_campaign"))
+    hold_until_senders(handler, rt, cid, 3)
+    try:
+        parent = subprocess.Popen([MAILER, "--config", str(cfg), "campaign", "send", str(cid), "--processes", "3",
+                                   "--format", "json"], cwd=ROOT, env=env, stdout=subprocess.PIPE,
+                                  stderr=subprocess.PIPE)
+        assert parent.stderr is not None
+        line = parent.stderr.readline().decode()
+        assert "3 sender processes: pids" in line, line
+        pids = [int(p) for p in line.split("pids", 1)[1].split()]
+        wait_for(lambda: handler.count >= n // 4, "a quarter of the campaign sent")
+        os.kill(pids[0], signal.SIGKILL)
+        out, errs = parent.communicate(timeout=600)
+    finally:
+        controller.stop()
+    counts = dq.counts(rt.engine, cid)
+    assert set(counts) <= {dq.SENT, dq.UNCERTAIN} and sum(counts.values()) == n, counts
+    assert counts.get(dq.UNCERTAIN, 0) <= WINDOW
+    assert parent.returncode == (1 if counts.get(dq.UNCERTAIN) else 0), errs.decode()[-2000:]
+    report = json.loads(out)
+    assert report["totals"] == counts
+    t = Delivery.__table__
+    with rt.engine.connect() as conn:
+        rows = conn.execute(select(t.c.status, t.c.worker).where(t.c.campaign_id == cid)).all()
+    assert all(r.worker.startswith(f"{pids[0]}.") for r in rows if r.status == dq.UNCERTAIN)
+    assert len(set(handler.message_ids)) == len(handler.message_ids)
+    assert rt.ledger.verify().ok
+    assert campaigns.get(rt, cid).status == "done"

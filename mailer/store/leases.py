@@ -160,14 +160,16 @@ def sweep(engine: Engine, ledger: Ledger, campaign_id: int, run: int, *,
     return len(rows)
 
 
-def in_flight_elsewhere(engine: Engine, campaign_id: int, run: int, owner: str, *,
-                        clock: Callable[[], float] = time.time) -> int:
-    """Rows other live senders hold (claimed or reserved): the run is not over while any are."""
+def held_elsewhere(engine: Engine, campaign_id: int, run: int, owner: str, statuses: Sequence[str], *,
+                   clock: Callable[[], float] = time.time) -> int:
+    """Rows in STATUSES that other live senders have reserved: a sender with nothing left of
+    its own waits for them instead of ending, and takes them over if their sender dies."""
     with engine.connect() as conn:
         return int(conn.execute(text(
             "SELECT count(*) FROM delivery d JOIN send_lease l ON l.owner = d.worker WHERE d.campaign_id = :c "
-            "AND d.run = :r AND d.status IN ('claimed', 'pending') AND l.owner <> :me AND l.expires_at > :now"),
-            {"c": campaign_id, "r": run, "me": owner, "now": clock()}).scalar() or 0)
+            "AND d.run = :r AND d.status IN :st AND l.owner <> :me AND l.expires_at > :now")
+            .bindparams(bindparam("st", expanding=True)),
+            {"c": campaign_id, "r": run, "st": list(statuses), "me": owner, "now": clock()}).scalar() or 0)
 
 
 class Heartbeat:
