@@ -342,10 +342,11 @@ class Sender:
         outcomes: list[dq.Outcome] = []
         skips: list[dq.Outcome] = []
         stop = asyncio.Event()
+        ended = asyncio.Event()  # the run is stopping or done: the status watch ends
         db_wake = asyncio.Event()
         prod_wake = asyncio.Event()
         st: dict[str, Any] = {"inflight": 0, "open": 0, "consecutive": 0, "producing": True, "first_outcome": 0.0,
-                              "finals": 0, "db_done": False}
+                              "finals": 0}
         loop = asyncio.get_running_loop()
         last_progress = [0.0]
         retries: set[asyncio.Task[None]] = set()
@@ -396,6 +397,7 @@ class Sender:
             if not stop.is_set():
                 summary.paused, summary.paused_rules = reason, rules
                 stop.set()
+                ended.set()  # the status watch has nothing left to do
                 db_wake.set()
                 prod_wake.set()
 
@@ -410,12 +412,12 @@ class Sender:
         async def watch() -> None:
             """An operator's pause or cancel reaches this sender within `status_poll_seconds`,
             however slowly it sends (rate limits) and whatever the other senders do."""
-            while not stop.is_set() and not st["db_done"]:
+            while not stop.is_set() and not ended.is_set():
                 try:
-                    await asyncio.wait_for(stop.wait(), opts.status_poll_seconds)
+                    await asyncio.wait_for(ended.wait(), opts.status_poll_seconds)
                 except TimeoutError:
                     pass
-                halted = None if stop.is_set() else self._operator_stopped(plan)
+                halted = None if stop.is_set() or ended.is_set() else self._operator_stopped(plan)
                 if halted:
                     pause(f"campaign {halted} by an operator", ())
 
@@ -514,7 +516,7 @@ class Sender:
                             queue.put_nowait(it)
                     report()
             finally:
-                st["db_done"] = True
+                ended.set()
                 for _ in range(k):
                     queue.put_nowait(None)
 
