@@ -100,16 +100,15 @@ class SharedRateLimiter(RateLimiter):
         k = max(1, min(200, round(GRANT_SECONDS / self.interval)))
         key = f"{self.campaign_id}:*"
         with writing(self.engine) as conn:
+            # two senders starting together: one row, whoever inserts it first
+            conn.execute(text("INSERT INTO rate_slot (key, next_at) VALUES (:k, 0) ON CONFLICT (key) DO NOTHING"),
+                         {"k": key})
             lock = " FOR UPDATE" if conn.dialect.name == "postgresql" else ""
             row = conn.execute(text(f"SELECT next_at FROM rate_slot WHERE key = :k{lock}"),  # noqa: S608 - constant
                                {"k": key}).first()
             start = max(now, row[0] if row else 0.0)
-            if row is None:
-                conn.execute(text("INSERT INTO rate_slot (key, next_at) VALUES (:k, :n)"),
-                             {"k": key, "n": start + k * self.interval})
-            else:
-                conn.execute(text("UPDATE rate_slot SET next_at = :n WHERE key = :k"),
-                             {"k": key, "n": start + k * self.interval})
+            conn.execute(text("UPDATE rate_slot SET next_at = :n WHERE key = :k"),
+                         {"k": key, "n": start + k * self.interval})
         self._slots.extend(start + i * self.interval for i in range(k))
 
     def _take_tokens(self, domain: str, limit: int, now: float) -> float:
