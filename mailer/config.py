@@ -120,6 +120,9 @@ class LimitSettings(_Section):
     retry_base_seconds: float = Field(default=1.0, ge=0)
     pause_after_failures: int = Field(default=20, ge=1)
     claim_batch: int = Field(default=32, ge=1, le=1000)  # the in-flight window
+    # a sender whose heartbeat is silent this long is taken for dead: its in-flight rows become
+    # uncertain (on its own host a dead process is seen at once); several senders: issue 20
+    lease_seconds: float = Field(default=30.0, ge=1.0, le=3600.0)
 
 
 FieldKind = Literal["list", "date", "text"]

@@ -192,6 +192,45 @@ class Delivery(SQLModel, table=True):
     )
 
 
+class SendLease(SQLModel, table=True):
+    """A live sender of a campaign run (issue 20): the rows it claims carry its `owner` in
+    `delivery.worker`. Its heartbeat moves `expires_at` (epoch seconds) ahead; claimed rows
+    of an owner whose lease has expired are `uncertain`, never those of a live sender."""
+
+    __tablename__ = "send_lease"
+
+    owner: str = Field(primary_key=True, max_length=64)
+    campaign_id: int = Field(index=True)
+    run: int = 0
+    host: str = Field(default="", max_length=64)  # host name and pid namespace: a dead pid here is a dead lease
+    pid: int = 0
+    started_at: float = 0.0
+    expires_at: float = 0.0
+
+
+class RateSlot(SQLModel, table=True):
+    """The shared global pace of a campaign: the next free send slot (epoch seconds)."""
+
+    __tablename__ = "rate_slot"
+
+    key: str = Field(primary_key=True, max_length=64)
+    next_at: float = 0.0
+
+
+class RateGrant(SQLModel, table=True):
+    """Per-domain window tokens handed to one sender: the sum over the last minute is the
+    domain's count, whatever the number of senders. `key` holds a hash of the domain."""
+
+    __tablename__ = "rate_grant"
+
+    id: int | None = Field(default=None, primary_key=True)
+    key: str = Field(max_length=64)
+    at: float = 0.0
+    n: int = 1
+
+    __table_args__ = (Index("ix_rate_grant_key_at", "key", "at"),)
+
+
 class LedgerEntry(SQLModel, table=True):
     """Append-only, hash-chained, HMAC-signed record (SEC-5, SEC-6). No PHI in clear."""
 

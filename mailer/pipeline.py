@@ -60,7 +60,7 @@ from mailer.personalize import FastTemplate
 from mailer.ratelimit import RateLimiter
 from mailer.smtp_reply import stored_reply
 from mailer.store import deliveries as dq
-from mailer.store import rawsql
+from mailer.store import leases, rawsql
 from mailer.store.auth_records import authorizations_for
 from mailer.store.contacts import decrypt_clinical, decrypt_identity
 from mailer.templates import CompiledTemplate, Rendered
@@ -96,7 +96,9 @@ class SenderOptions:
     retry_max_seconds: float = 300.0
     pause_after_failures: int = 20
     flush_seconds: float = 0.05  # longest an outcome waits for its batched commit
-    worker: str = ""
+    worker: str = ""  # the lease owner id (mailer.store.leases); empty: a new one per run
+    lease_seconds: float = leases.DEFAULT_LEASE_SECONDS  # a sender silent this long is taken for dead
+    status_poll_seconds: float = 0.5  # how soon an operator's pause or cancel reaches this sender
     return_local: str = "bounces"  # VERP: MAIL FROM return_local+TOKEN@return_domain (mailer.bounces.verp)
     return_domain: str = ""  # empty: the composer's envelope sender, no token
 
@@ -189,6 +191,7 @@ class Sender:
         self._fast: tuple[SendPlan, FastTemplate] | None = None
         self._stop_run: Callable[[str], None] | None = None
         self._interrupted = ""
+        self.owner = ""  # the lease owner id of the current (or last) run
 
     def interrupt(self, signal_name: str) -> None:
         """Ctrl-C / SIGTERM: stop claiming; in-flight messages finish and are recorded
@@ -309,12 +312,28 @@ class Sender:
         commit, and K senders, one per pooled connection."""
         if self.transport is None:
             raise MailerError("Sender.run needs a transport")
-        transport = self.transport
         opts = self.options
         summary = Summary(plan.campaign_id, plan.run)
         started = time.perf_counter()
-        summary.uncertain = await asyncio.to_thread(dq.mark_uncertain, self.engine, self.ledger,
-                                                    plan.campaign_id, plan.run)
+        owner = opts.worker or leases.new_owner()
+        self.owner = owner
+        # The lease goes in before the first claim; only senders whose lease expired leave
+        # `uncertain` rows, never a live one (issue 20: any number of senders per campaign).
+        leases.register(self.engine, owner, plan.campaign_id, plan.run, seconds=opts.lease_seconds)
+        beat = leases.Heartbeat(self.engine, owner, seconds=opts.lease_seconds)
+        beat.start()
+        try:
+            return await self._run(plan, statuses, summary, started, owner)
+        finally:
+            beat.stop()
+            leases.release(self.engine, owner)
+
+    async def _run(self, plan: SendPlan, statuses: Sequence[str], summary: Summary, started: float,
+                   owner: str) -> Summary:
+        assert self.transport is not None
+        transport = self.transport
+        opts = self.options
+        summary.uncertain = dq.mark_uncertain(self.engine, self.ledger, plan.campaign_id, plan.run)
         window = max(1, opts.claim_batch)
         chunk = max(1, window // 2)
         k = max(1, int(getattr(transport, "connections", 4)))
@@ -323,6 +342,7 @@ class Sender:
         outcomes: list[dq.Outcome] = []
         skips: list[dq.Outcome] = []
         stop = asyncio.Event()
+        ended = asyncio.Event()  # the run is stopping or done: the status watch ends
         db_wake = asyncio.Event()
         prod_wake = asyncio.Event()
         st: dict[str, Any] = {"inflight": 0, "open": 0, "consecutive": 0, "producing": True, "first_outcome": 0.0,
@@ -377,6 +397,7 @@ class Sender:
             if not stop.is_set():
                 summary.paused, summary.paused_rules = reason, rules
                 stop.set()
+                ended.set()  # the status watch has nothing left to do
                 db_wake.set()
                 prod_wake.set()
 
@@ -387,6 +408,25 @@ class Sender:
         self._stop_run = interrupted
         if self._interrupted:
             interrupted(self._interrupted)
+
+        async def watch() -> None:
+            """An operator's pause or cancel reaches this sender within `status_poll_seconds`,
+            however slowly it sends (rate limits) and whatever the other senders do."""
+            while not stop.is_set() and not ended.is_set():
+                try:
+                    await asyncio.wait_for(ended.wait(), opts.status_poll_seconds)
+                except TimeoutError:
+                    pass
+                halted = None if stop.is_set() or ended.is_set() else self._operator_stopped(plan)
+                if halted:
+                    pause(f"campaign {halted} by an operator", ())
+
+        async def drained() -> None:
+            """Until every row read so far is claimed or skipped (none can be read twice)."""
+            while (prepared or skips) and not stop.is_set():
+                prod_wake.clear()
+                db_wake.set()
+                await prod_wake.wait()
 
         async def producer() -> None:
             after = 0
@@ -401,9 +441,24 @@ class Sender:
                         pause(f"campaign {halted} by an operator", ())
                         break
                     ahead, known = self._ahead(dq.send_page(self.engine, plan.campaign_id, plan.run, after=after,
-                                                            n=chunk, statuses=statuses))
+                                                            n=chunk, statuses=statuses, worker=owner))
                     if not ahead:
-                        break
+                        # Our reserved rows are done: reserve the next free block (rows no live
+                        # sender holds), so senders do not read and compose the same rows.
+                        got = self._reserve(plan, owner, statuses, max(leases.RESERVE_BLOCK, 4 * window))
+                        if not got:
+                            if not leases.held_elsewhere(self.engine, plan.campaign_id, plan.run, owner, statuses):
+                                break
+                            # other senders still hold rows: wait, and take them over if one dies
+                            try:
+                                await asyncio.wait_for(stop.wait(), min(1.0, opts.lease_seconds / 3))
+                            except TimeoutError:
+                                pass
+                            continue
+                        if got[0] <= after:  # rows freed behind the cursor (a sender died)
+                            await drained()
+                            after = got[0] - 1
+                        continue
                     after = ahead[-1].delivery_id
                     # Checked, rendered and composed on the loop a few rows at a time, so
                     # replies from the relay are read between slices.
@@ -451,7 +506,9 @@ class Sender:
                     st["finals"] = 0
                     got = dq.commit_cycle(self.engine, self.ledger, outcomes=out, claims=[i.claimed for i in claims],
                                           skips=sk, campaign_id=plan.campaign_id, statuses=statuses,
-                                          worker=opts.worker)
+                                          worker=owner)
+                    if sk and not skips:
+                        prod_wake.set()  # a producer waiting in `drained` may go on
                     st["inflight"] += len(got) - finals
                     for it in claims:
                         if it.claimed.delivery_id in got:  # else another worker has it
@@ -459,6 +516,7 @@ class Sender:
                             queue.put_nowait(it)
                     report()
             finally:
+                ended.set()
                 for _ in range(k):
                     queue.put_nowait(None)
 
@@ -494,7 +552,10 @@ class Sender:
                         rule_ids=("SEG-3", it.end_rule), detail={"run": plan.run})))
                     continue
                 if limited:
-                    await self.limiter.acquire(it.domain)
+                    await self._acquire(it.domain, stop)
+                    if stop.is_set():  # paused while waiting for the rate limit: never attempted
+                        finish(dq.Outcome(it.claimed.delivery_id, dq.PENDING))
+                        continue
                 it.tries += 1
                 try:
                     res = await transport.send(it.message)
@@ -531,7 +592,7 @@ class Sender:
                 finish(dq.Outcome(it.claimed.delivery_id, dq.SENT, self._event(plan, it, dq.SENT, res, None), res.code))
 
         try:
-            await asyncio.gather(producer(), database(), *(sender() for _ in range(k)))
+            await asyncio.gather(producer(), database(), watch(), *(sender() for _ in range(k)))
         finally:
             if outcomes or skips:  # an error above: keep what is known
                 dq.commit_cycle(self.engine, self.ledger, outcomes=outcomes[:], skips=skips[:], statuses=statuses)
@@ -539,6 +600,25 @@ class Sender:
             summary.elapsed = time.perf_counter() - started
             report(force=True)
         return summary
+
+    def _reserve(self, plan: SendPlan, owner: str, statuses: Sequence[str], n: int) -> list[int]:
+        """The next block of free rows; when none is free, dead senders' leases on this host
+        are expired first (their reserved rows become free)."""
+        got = leases.reserve(self.engine, owner, plan.campaign_id, plan.run, statuses, n=n)
+        if not got and leases.reap(self.engine, plan.campaign_id):
+            got = leases.reserve(self.engine, owner, plan.campaign_id, plan.run, statuses, n=n)
+        return got
+
+    async def _acquire(self, domain: str, stop: asyncio.Event) -> None:
+        """The rate limit's wait, cut short by a pause or cancel."""
+        got = asyncio.ensure_future(self.limiter.acquire(domain))
+        if got.done():
+            return
+        halt = asyncio.ensure_future(stop.wait())
+        await asyncio.wait({got, halt}, return_when=asyncio.FIRST_COMPLETED)
+        for t in (got, halt):
+            if not t.done():
+                t.cancel()
 
     # -- dry run -----------------------------------------------------------------------
     def dry_run(self, plan: SendPlan, out_dir: Path, *, statuses: Sequence[str] = (dq.PENDING,)) -> Summary:

@@ -346,8 +346,9 @@ class Worker:
 
     def __init__(self, rt: Runtime, *, misfire_grace: int = DEFAULT_MISFIRE_GRACE, poll: float = 5.0,
                  name: str = "", transport_factory: Callable[[], Any] | None = None,
-                 heartbeat: Path | None = None) -> None:
+                 heartbeat: Path | None = None, processes: int = 1) -> None:
         self.rt = rt
+        self.processes = processes  # sender processes per run; 0: the cores, one per 5,000 rows left
         self.heartbeat = heartbeat  # touched after start and every poll: the container health check
         self.misfire_grace = misfire_grace
         self.poll = poll
@@ -398,7 +399,7 @@ class Worker:
                 log_carry_over(rt, c, c.run)
             transport = self.transport_factory() if self.transport_factory else None
             log.info("campaign %s run %s: starting%s", campaign_id, c.run, " (resuming)" if resume else "")
-            summary = asyncio.run(sending.send(rt, campaign_id, actor=self.name, transport=transport))
+            summary = self._send(campaign_id, c.run, transport)
             state = campaigns.get(rt, campaign_id)
             log.info("campaign %s run %s: finished, %s sent, %s skipped, %s failed, %s uncertain; status %s%s",
                      campaign_id, summary.run, summary.sent, summary.skipped_total, summary.failed, summary.uncertain,
@@ -420,6 +421,23 @@ class Worker:
         if recurring and c.status in ("done", "sending"):
             campaigns.transition(rt, campaign_id, "next-run", actor=self.name,
                                  detail={"run": c.run, "next_run": _iso(next_run(rt, campaign_id))})
+
+    def _send(self, campaign_id: int, run: int, transport: Any) -> Any:
+        """This process sends; with `processes` > 1, that many minus one more send beside it."""
+        from mailer import send_fanout, sending
+
+        n = self.processes or send_fanout.auto_processes(send_fanout.rows_left(self.rt.engine, campaign_id, run))
+
+        def own() -> Any:
+            return asyncio.run(sending.send(self.rt, campaign_id, actor=self.name, transport=transport))
+
+        if n <= 1:
+            return own()
+        log.info("campaign %s run %s: %s sender processes", campaign_id, run, n)
+        summary, errors = send_fanout.send_with_helpers(self.rt, campaign_id, run, self.name, n - 1, own)
+        for e in errors:
+            log.warning("campaign %s: a sender process stopped: %s", campaign_id, e)
+        return summary
 
     def anchor_ledger(self) -> None:
         try:

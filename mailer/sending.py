@@ -31,7 +31,7 @@ from mailer.locks import NamedLock
 from mailer.models import Campaign, utcnow
 from mailer.personalize import Filled
 from mailer.pipeline import AuthCheck, RenderedCheck, Sender, SenderOptions, SendPlan, Summary
-from mailer.ratelimit import RateLimiter
+from mailer.ratelimit import SharedRateLimiter
 from mailer.refusal import Refusal
 from mailer.runtime import Runtime
 from mailer.segments import (
@@ -43,7 +43,7 @@ from mailer.segments import (
     plan_segment,
     segment_hash,
 )
-from mailer.store import audience
+from mailer.store import audience, leases
 from mailer.store import deliveries as dq
 from mailer.templates import TEMPLATE_FILES, CompiledTemplate, Rendered, compile_template
 
@@ -164,9 +164,12 @@ def make_sender(rt: Runtime, campaign_id: int, *, transport: Any = None,
         options=SenderOptions(unsubscribe_base=s.unsubscribe.base_url, claim_batch=s.limits.claim_batch,
                               max_attempts=s.limits.max_attempts, retry_base_seconds=s.limits.retry_base_seconds,
                               pause_after_failures=s.limits.pause_after_failures,
-                              return_local=s.bounces.local_part, return_domain=s.bounces.domain),
+                              return_local=s.bounces.local_part, return_domain=s.bounces.domain,
+                              lease_seconds=s.limits.lease_seconds),
         auth_check=auth_check(), rendered_check=rendered_check(rt, template),
-        limiter=RateLimiter(s.limits.messages_per_second, s.limits.per_domain_per_minute),
+        # shared through the database: the limits hold for the campaign whatever the number of senders
+        limiter=SharedRateLimiter(rt.engine, campaign_id, s.limits.messages_per_second,
+                                  s.limits.per_domain_per_minute),
         clock=clock or utcnow, progress=progress,
     )
 
@@ -214,27 +217,31 @@ async def send(rt: Runtime, campaign_id: int, *, transport: Any = None, actor: s
                                 detail={"run": campaign.run, "written": summary.sent,
                                         "skipped": summary.skipped_total})])
         return summary
-    # One live sender per campaign: a second run would mark the first run's in-flight rows
-    # uncertain, and they would then be sent twice (SEND-1).
-    lock = NamedLock(rt.engine, f"send-{campaign_id}", wait=0)
-    if not lock.acquire():
-        lock.release()
-        raise CampaignBusy(f"campaign {campaign_id} is being sent by another run right now; nothing was done",
-                           hint=f"wait for it to finish (`mailer campaign status {campaign_id}`), or stop it with "
-                                f"`mailer campaign pause {campaign_id}`")
+    # Any number of senders may work on one campaign run at once (issue 20): each claims
+    # under a lease, so none marks another's in-flight rows uncertain. Only the audience
+    # is frozen once, under a lock: the first sender freezes it, the others find it.
+    return await _send_leased(rt, campaign, transport=transport, actor=actor, progress=progress,
+                              statuses=statuses, clock=clock, on_sender=on_sender)
+
+
+def prepare_once(rt: Runtime, campaign: Campaign, *, actor: str | None = None) -> Prepared:
+    """`prepare` under a per-campaign lock, so concurrent senders freeze the audience once."""
+    lock = NamedLock(rt.engine, f"prepare-{campaign.id}", wait=300)
     try:
-        return await _send_locked(rt, campaign, transport=transport, actor=actor, progress=progress,
-                                  statuses=statuses, clock=clock, on_sender=on_sender)
+        if not lock.acquire():
+            raise CampaignBusy(f"campaign {campaign.id}: another sender has been freezing its audience for 5 minutes",
+                               hint=f"check `mailer campaign status {campaign.id}`, then send again")
+        return prepare(rt, get(rt, campaign.id or 0), actor=actor)
     finally:
         lock.release()
 
 
-async def _send_locked(rt: Runtime, campaign: Campaign, *, transport: Any, actor: str | None,
+async def _send_leased(rt: Runtime, campaign: Campaign, *, transport: Any, actor: str | None,
                        progress: Callable[[Summary], None] | None, statuses: Sequence[str],
                        clock: Callable[[], datetime] | None,
                        on_sender: Callable[[Sender], None] | None) -> Summary:
     campaign_id = campaign.id or 0
-    prepared = prepare(rt, campaign, actor=actor)
+    prepared = prepare_once(rt, campaign, actor=actor)
     plan = _plan(rt, campaign, prepared)
     if tuple(statuses) != (dq.PENDING,):
         refuse_ledger_sent(rt, campaign_id, campaign.run, statuses, actor=actor)
@@ -253,22 +260,34 @@ async def _send_locked(rt: Runtime, campaign: Campaign, *, transport: Any, actor
             set_status(rt, campaign_id, "paused", RUN_STOPPED + failed_probe.message, actor=actor,
                        rules=summary.paused_rules)
             return summary
-        set_status(rt, campaign_id, "sending", actor=actor)
+        if get(rt, campaign_id).status != "sending":
+            set_status(rt, campaign_id, "sending", actor=actor)
         summary = await sender.run(plan, statuses=statuses)
     finally:
         await transport.close()
     if summary.paused and any(r.startswith("TLS") for r in summary.paused_rules):
         _relay_refused(rt, campaign_id, transport, summary, actor)
+    others = leases.live_owners(rt.engine, campaign_id)
     if summary.paused:
-        if get(rt, campaign_id).status not in ("paused", "cancelled"):  # else an operator already set it
+        # Ctrl-C on one sender stops that sender; the others go on (pause the campaign to stop all).
+        alone = not (summary.interrupted and others)
+        if alone and get(rt, campaign_id).status not in ("paused", "cancelled"):  # else an operator set it
             reason = summary.paused if summary.paused.startswith(RUN_STOPPED) else RUN_STOPPED + summary.paused
             set_status(rt, campaign_id, "paused", reason, actor=actor, rules=summary.paused_rules)
     else:
-        left = dq.counts(rt.engine, campaign_id, campaign.run)
-        if not left.get(dq.PENDING) and not left.get(dq.CLAIMED):
-            problems = ", ".join(f"{left[k]} {k}" for k in (dq.FAILED, dq.UNCERTAIN) if left.get(k))
-            set_status(rt, campaign_id, "done", f"with problems: {problems}" if problems else "", actor=actor)
+        summary.uncertain += settle(rt, campaign_id, campaign.run, actor=actor)
     return summary
+
+
+def settle(rt: Runtime, campaign_id: int, run: int, *, actor: str | None = None) -> int:
+    """After a sender ends: rows of senders that died are reported `uncertain` (returns how
+    many); rows of live ones are theirs to finish, and the last to finish marks the campaign done."""
+    n = dq.mark_uncertain(rt.engine, rt.ledger, campaign_id, run)
+    left = dq.counts(rt.engine, campaign_id, run)
+    if not left.get(dq.PENDING) and not left.get(dq.CLAIMED):
+        problems = ", ".join(f"{left[k]} {k}" for k in (dq.FAILED, dq.UNCERTAIN) if left.get(k))
+        set_status(rt, campaign_id, "done", f"with problems: {problems}" if problems else "", actor=actor)
+    return n
 
 
 def refuse_ledger_sent(rt: Runtime, campaign_id: int, run: int, statuses: Sequence[str], *,

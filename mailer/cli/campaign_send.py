@@ -21,9 +21,10 @@ from rich.table import Table
 
 from mailer import campaigns, sending
 from mailer.accounts.permissions import Action
+from mailer.cli import send_processes
 from mailer.cli.campaign import campaign_app
-from mailer.cli.common import act, err, out, print_json, runtime
-from mailer.errors import EXIT_FAILURE, EXIT_REFUSED, InputError
+from mailer.cli.common import act, err, out, print_json, runtime, state
+from mailer.errors import EXIT_FAILURE, EXIT_REFUSED, InputError, StateError
 from mailer.pipeline import Summary
 from mailer.store import deliveries as dq
 
@@ -135,7 +136,7 @@ def _report(ctx: typer.Context, s: Summary, fmt: str = "text") -> None:
         code = EXIT_FAILURE
     if fmt == "json":
         print_json({"campaign": s.campaign_id, "run": s.run, "dry_run": s.dry_run, "status": status,
-                    "this_run": {"sent": s.sent, "failed": s.failed, "skipped": s.skipped, "uncertain": s.uncertain,
+                    "this_run": {"sent": s.sent, "failed": s.failed, "bounced": s.bounced, "skipped": s.skipped, "uncertain": s.uncertain,
                                  "not_attempted": s.released, "retried_attempts": s.deferred,
                                  "elapsed_seconds": round(s.elapsed, 3)},
                     "failure_reasons": s.failures, "totals": totals,
@@ -183,13 +184,53 @@ def send(
     dry_run: Annotated[Path | None, typer.Option(
         "--dry-run", help="Write one .eml per recipient into this folder instead of sending (they hold PHI).")] = None,
     fmt: Annotated[str, typer.Option("--format", help="text or json.")] = "text",
+    processes: Annotated[int | None, typer.Option(
+        "--processes", min=1, max=64,
+        help="Sender processes for this campaign on this machine (default: the number of cores, one per "
+             "5,000 recipients left; 1 sends in this process).")] = None,
 ) -> None:
     """Send (or resume) a campaign: one message per recipient over verified TLS.
 
-    Resuming sends only recipients never claimed; those claimed by a run that stopped
-    before recording them are reported as uncertain and not resent.
+    Resuming sends only recipients never claimed; those claimed by a sender that died
+    before recording them are reported as uncertain and not resent. Several senders
+    (`--processes`, another `campaign send`, a worker) may send one campaign at once:
+    each claims under its own lease, nobody gets a message twice.
     """
+    if dry_run is None:
+        n = processes or send_processes.auto_processes(_left(ctx, campaign_id))
+        if n > 1:
+            _report(ctx, _send_in_processes(ctx, campaign_id, n), fmt)
+            return
     _report(ctx, run_send(ctx, campaign_id, dry_run=dry_run), fmt)
+
+
+def _left(ctx: typer.Context, campaign_id: int) -> int:
+    rt = runtime(ctx)
+    return send_processes.rows_left(rt.engine, campaign_id, campaigns.get(rt, campaign_id).run)
+
+
+def _send_in_processes(ctx: typer.Context, campaign_id: int, n: int) -> Summary:
+    """Gates and the audience freeze once here, then N children send (issue 20)."""
+    from mailer import preflight
+
+    rt = runtime(ctx)
+    actor = act(ctx, Action.CAMPAIGN_SEND)
+    campaign = campaigns.get(rt, campaign_id)
+    if campaign.status in ("done", "cancelled"):
+        raise StateError(f"campaign {campaign_id} is {campaign.status}",
+                         hint="`campaign retry-failed` or `campaign resend --uncertain` pick up what is left")
+    preflight.require(rt, campaign, actor=actor)
+    sending.prepare_once(rt, campaign, actor=actor)
+    rt.dispose()  # the children open their own connections
+    reports, codes = send_processes.run_children(
+        campaign_id, n, state(ctx).config,
+        on_start=lambda pids: err.print(f"{n} sender processes: pids {' '.join(map(str, pids))}", markup=False))
+    summary = send_processes.merge(campaign_id, campaign.run, reports)
+    if len(reports) < n and not summary.paused:  # a child died: its in-flight rows are known now
+        summary.uncertain += sending.settle(rt, campaign_id, campaign.run, actor=actor)
+    if not reports:  # every child stopped before reporting (its error is on stderr)
+        raise typer.Exit(max(codes) or EXIT_FAILURE)
+    return summary
 
 
 @campaign_app.command("resend")

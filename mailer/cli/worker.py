@@ -23,6 +23,9 @@ def register(app: typer.Typer) -> None:
                                                    "missed by more, it is skipped and recorded in the ledger.")] = DEFAULT_MISFIRE_GRACE,
         heartbeat: Annotated[Path | None, typer.Option(help="Touch this file after every poll, for a health check "
                                                        "(python -m mailer.healthcheck heartbeat FILE SECONDS).")] = None,
+        processes: Annotated[int, typer.Option(
+            min=0, max=64, help="Sender processes per campaign run (0: the number of cores, one per 5,000 "
+                                "recipients left; 1: send in the worker's own process).")] = 0,
     ) -> None:
         """Fire scheduled campaigns and send them; resumes runs a previous worker left unfinished.
 
@@ -50,4 +53,5 @@ def register(app: typer.Typer) -> None:
             sys.stdout.write(f"worker ready (pid {__import__('os').getpid()}, timezone {rt.settings.center.timezone})\n")
             sys.stdout.flush()
 
-        Worker(rt, misfire_grace=misfire_grace, poll=poll, heartbeat=heartbeat, name=who).run_forever(stop, ready)
+        Worker(rt, misfire_grace=misfire_grace, poll=poll, heartbeat=heartbeat, name=who,
+               processes=processes).run_forever(stop, ready)

@@ -2,8 +2,9 @@
 
 A row is `claimed` (with its Message-ID and unsubscribe token made durable) in one
 commit before its message leaves, and `recorded` (sent/failed/skipped) with its ledger
-entry in one commit after. Rows still `claimed` when no sender runs are `uncertain`:
-never resent without an operator, so nobody gets the same message twice.
+entry in one commit after. Rows still `claimed` when their sender's lease has expired
+(it died; mailer.store.leases) are `uncertain`: never resent without an operator, so
+nobody gets the same message twice. Other senders' in-flight rows are never touched.
 """
 
 from __future__ import annotations
@@ -12,12 +13,12 @@ from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import Engine, func, insert, select, update
+from sqlalchemy import Engine, func, insert, select
 
 from mailer.compose import message_id
 from mailer.crypto import new_token, token_hash
 from mailer.db import writing
-from mailer.ledger import AUDIENCE, BOUNCE, SEND, Event, Ledger
+from mailer.ledger import AUDIENCE, BOUNCE, Event, Ledger
 from mailer.models import Delivery, utcnow
 from mailer.store import rawsql
 from mailer.store.suppressions import suppress_in
@@ -262,7 +263,7 @@ _SEND_PAGE = (
     "c.email_enc, c.identity_enc, c.phi_enc, c.language, s.email_hash AS suppressed_hash "
     "FROM delivery d LEFT JOIN contact c ON c.id = d.contact_id "
     "LEFT JOIN suppression s ON s.email_hash = c.email_hash "
-    "WHERE d.campaign_id = ? AND d.run = ? AND d.id > ? AND d.status IN ({statuses}) ORDER BY d.id LIMIT ?"
+    "WHERE d.campaign_id = ? AND d.run = ? AND d.id > ? AND d.status IN ({statuses}){mine} ORDER BY d.id LIMIT ?"
 )
 
 
@@ -277,11 +278,12 @@ class _ContactCols:
 
 
 def send_page(engine: Engine, campaign_id: int, run: int, *, after: int, n: int,
-              statuses: Sequence[str] = (PENDING,)) -> list[SendRow]:
-    """The next n rows after `after` with what the send-time checks need: one query, read only."""
-    q = _SEND_PAGE.format(statuses=rawsql.marks(len(statuses)))
+              statuses: Sequence[str] = (PENDING,), worker: str | None = None) -> list[SendRow]:
+    """The next n rows after `after` with what the send-time checks need: one query, read only.
+    With WORKER, only the rows reserved for that sender (mailer.store.leases.reserve)."""
+    q = _SEND_PAGE.format(statuses=rawsql.marks(len(statuses)), mine=" AND d.worker = ?" if worker else "")
     with engine.connect() as conn:
-        rows = rawsql.fetch(conn, q, (campaign_id, run, after, *statuses, n))
+        rows = rawsql.fetch(conn, q, (campaign_id, run, after, *statuses, *((worker,) if worker else ()), n))
     return [SendRow(r[0], r[1], r[2], r[3], r[4],
                     _ContactCols(r[5], r[6], bytes(r[7]), bytes(r[8]), bytes(r[9]) if r[9] is not None else None, r[10])
                     if r[5] is not None else None, r[11] is not None)
@@ -301,35 +303,11 @@ def iter_send_pages(engine: Engine, campaign_id: int, run: int, *, statuses: Seq
 
 
 def mark_uncertain(engine: Engine, ledger: Ledger, campaign_id: int, run: int) -> int:
-    """Rows claimed by a sender that is gone: report them, never resend them silently."""
-    with writing(engine) as conn:
-        rows = conn.execute(
-            select(_T.c.id, _T.c.contact_id, _T.c.message_id).where(
-                _T.c.campaign_id == campaign_id, _T.c.run == run, _T.c.status == CLAIMED
-            )
-        ).all()
-        if not rows:
-            return 0
-        conn.execute(
-            update(_T)
-            .where(_T.c.id.in_([r.id for r in rows]))
-            .values(status=UNCERTAIN, updated_at=utcnow())
-        )
-        ledger.append_in(
-            conn,
-            [
-                Event(
-                    kind=SEND,
-                    outcome=UNCERTAIN,
-                    campaign_id=campaign_id,
-                    contact_id=r.contact_id,
-                    message_id=r.message_id,
-                    detail={"delivery": r.id, "run": run},
-                )
-                for r in rows
-            ],
-        )
-    return len(rows)
+    """Rows claimed by a sender that is gone (its lease expired, or it never had one):
+    report them, never resend them silently. A live sender's rows are left alone."""
+    from mailer.store.leases import sweep
+
+    return sweep(engine, ledger, campaign_id, run)
 
 
 def counts(engine: Engine, campaign_id: int, run: int | None = None) -> dict[str, int]:
