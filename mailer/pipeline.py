@@ -60,7 +60,6 @@ from mailer.personalize import FastTemplate
 from mailer.ratelimit import RateLimiter
 from mailer.smtp_reply import stored_reply
 from mailer.store import deliveries as dq
-from mailer.store import rawsql
 from mailer.store.auth_records import authorizations_for
 from mailer.store.contacts import decrypt_clinical, decrypt_identity
 from mailer.templates import CompiledTemplate, Rendered
@@ -277,13 +276,6 @@ class Sender:
                                              unsubscribe_base=self.options.unsubscribe_base))
         return self._fast[1]
 
-    def _operator_stopped(self, plan: SendPlan) -> str | None:
-        """An operator's `campaign pause` or `cancel` stops a run already sending."""
-        with self.engine.connect() as conn:
-            got = rawsql.fetch(conn, "SELECT status FROM campaign WHERE id = ?", (plan.campaign_id,))
-        status = got[0][0] if got else None
-        return status if status in ("paused", "cancelled") else None
-
     def _ahead(self, rows: Sequence[dq.SendRow], *, dry_run: bool = False
                ) -> tuple[list[dq.Claimed], tuple[dict[int, Any], set[str]]]:
         """Claims-to-be for ROWS (Message-ID, unsubscribe token) and what `_prepare` needs of them.
@@ -396,12 +388,13 @@ class Sender:
                         prod_wake.clear()
                         await prod_wake.wait()
                         continue
-                    halted = self._operator_stopped(plan)
-                    if halted:  # composed-but-unclaimed rows simply stay pending
-                        pause(f"campaign {halted} by an operator", ())
+                    # the operator's pause/cancel is polled with the page, in one query
+                    status, page = dq.send_page_with_status(self.engine, plan.campaign_id, plan.run, after=after,
+                                                            n=chunk, statuses=statuses)
+                    if status in ("paused", "cancelled"):  # composed-but-unclaimed rows simply stay pending
+                        pause(f"campaign {status} by an operator", ())
                         break
-                    ahead, known = self._ahead(dq.send_page(self.engine, plan.campaign_id, plan.run, after=after,
-                                                            n=chunk, statuses=statuses))
+                    ahead, known = self._ahead(page)
                     if not ahead:
                         break
                     after = ahead[-1].delivery_id
@@ -422,45 +415,50 @@ class Sender:
             db_wake.set()
 
         async def database() -> None:
-            """Records outcomes and claims the next rows, in one commit per turn."""
+            """Records outcomes and claims the next rows, in one commit per turn, all on one
+            held connection (no pool checkout or pre-ping per commit)."""
             try:
-                while True:
-                    finals = st["finals"]
-                    free = window - st["inflight"] + finals
-                    claims: list[_Item] = []
-                    if prepared and not stop.is_set() and (free >= chunk or (free > 0 and not st["producing"])):
-                        claims = [prepared.popleft() for _ in range(min(free, len(prepared)))]
-                        prod_wake.set()
-                    if not claims and not skips:
-                        if not outcomes:
-                            if not st["producing"] and (not prepared or stop.is_set()) and st["open"] <= 0:
-                                return
-                            db_wake.clear()
-                            await db_wake.wait()
-                            continue
-                        wait = opts.flush_seconds - (time.perf_counter() - st["first_outcome"])
-                        if finals < chunk and wait > 0 and (st["producing"] or prepared or st["open"] > 0):
-                            db_wake.clear()  # let a few more outcomes join this commit
-                            timer = loop.call_later(wait, db_wake.set)
-                            await db_wake.wait()
-                            timer.cancel()
-                            continue
-                    out, sk = outcomes[:], skips[:]
-                    outcomes.clear()
-                    skips.clear()
-                    st["finals"] = 0
-                    got = dq.commit_cycle(self.engine, self.ledger, outcomes=out, claims=[i.claimed for i in claims],
-                                          skips=sk, campaign_id=plan.campaign_id, statuses=statuses,
-                                          worker=opts.worker)
-                    st["inflight"] += len(got) - finals
-                    for it in claims:
-                        if it.claimed.delivery_id in got:  # else another worker has it
-                            st["open"] += 1
-                            queue.put_nowait(it)
-                    report()
+                with dq.held_writer(self.engine) as held:
+                    await cycles(held)
             finally:
                 for _ in range(k):
                     queue.put_nowait(None)
+
+        async def cycles(held: Any) -> None:
+            while True:
+                finals = st["finals"]
+                free = window - st["inflight"] + finals
+                claims: list[_Item] = []
+                if prepared and not stop.is_set() and (free >= chunk or (free > 0 and not st["producing"])):
+                    claims = [prepared.popleft() for _ in range(min(free, len(prepared)))]
+                    prod_wake.set()
+                if not claims and not skips:
+                    if not outcomes:
+                        if not st["producing"] and (not prepared or stop.is_set()) and st["open"] <= 0:
+                            return
+                        db_wake.clear()
+                        await db_wake.wait()
+                        continue
+                    wait = opts.flush_seconds - (time.perf_counter() - st["first_outcome"])
+                    if finals < chunk and wait > 0 and (st["producing"] or prepared or st["open"] > 0):
+                        db_wake.clear()  # let a few more outcomes join this commit
+                        timer = loop.call_later(wait, db_wake.set)
+                        await db_wake.wait()
+                        timer.cancel()
+                        continue
+                out, sk = outcomes[:], skips[:]
+                outcomes.clear()
+                skips.clear()
+                st["finals"] = 0
+                got = dq.commit_cycle(self.engine, self.ledger, outcomes=out, claims=[i.claimed for i in claims],
+                                      skips=sk, campaign_id=plan.campaign_id, statuses=statuses,
+                                      worker=opts.worker, conn=held)
+                st["inflight"] += len(got) - finals
+                for it in claims:
+                    if it.claimed.delivery_id in got:  # else another worker has it
+                        st["open"] += 1
+                        queue.put_nowait(it)
+                report()
 
         async def retry_later(it: _Item, delay: float) -> None:
             try:  # a pause cuts the wait short; the sender then releases the row
