@@ -178,7 +178,7 @@ def run(quick: bool, opts: Options | None = None) -> list[dict[str, Any]]:
                         rows += _rows_for(cell)
             rows += _summary(cells)
             if opts.processes and "postgresql" in opts.databases:
-                rows += _processes_rows(opts)
+                rows += _processes_rows(opts, sink, folder, min(opts.sizes))
     return rows
 
 
@@ -207,21 +207,124 @@ def _summary(cells: list[dict[str, Any]]) -> list[dict[str, Any]]:
     return out
 
 
-def _processes_rows(opts: Options) -> list[dict[str, Any]]:
+def _processes_rows(opts: Options, sink: CSink, folder: Path, n: int) -> list[dict[str, Any]]:
     """1, 2, 3 sender processes on PostgreSQL through `campaign send --processes N`, when the
     code has that option; otherwise say so (nothing is simulated)."""
     if not processes_option():
-        return [{"measure": f"C sink, PostgreSQL, {p} sender process(es)", "value": "n/a",
+        return [{"measure": f"C sink, PostgreSQL, {p} sender process(es), {n} msgs", "value": "n/a",
                  "note": "`mailer campaign send --processes` is not available in this code (issue 20 scale-out); "
                          "not measured"} for p in opts.processes]
-    return [{"measure": "C sink, PostgreSQL, sender processes", "value": "not run",
-             "note": "`campaign send --processes` exists, but this bench does not drive it yet (it needs an "
-                     "approved campaign, a signed-in account and a config file); see the README"}]
+    rows: list[dict[str, Any]] = []
+    base: float | None = None
+    for p in opts.processes:
+        la = load()
+        d = folder / f"procs{p}"
+        d.mkdir(parents=True)
+        try:
+            with pg_schema(opts.pg_url) as url:
+                out = subprocess.run([sys.executable, "-m", "bench.bench_csink", "cli-send", "--n", str(n),
+                                      "--processes", str(p), "--port", str(sink.port), "--ca", str(sink.ca_file),
+                                      "--db", url, "--dir", str(d)], capture_output=True, text=True, cwd=_root(),
+                                     timeout=3600)
+            if out.returncode != 0:
+                raise RuntimeError(out.stderr.strip()[-600:])
+            res = json.loads(out.stdout.strip().splitlines()[-1])
+        except (RuntimeError, subprocess.TimeoutExpired, ValueError) as err:
+            rows.append({"measure": f"C sink, PostgreSQL, {p} sender process(es), {n} msgs", "value": "failed",
+                         "note": " ".join(str(err).split())[:300]})
+            continue
+        base = base if base is not None else res["cpu_us"]
+        rows.append({"measure": f"C sink, PostgreSQL, {p} sender process(es), {n} msgs", "value": res["rate"],
+                     "unit": "msgs/s",
+                     "note": f"`campaign send --processes {p}`: {res['sent']} sent, wall {res['wall']:.1f}s "
+                             f"(CLI start-up included); CPU/msg all processes {res['cpu_us']:.0f} µs "
+                             f"({(res['cpu_us'] / base - 1) * 100:+.0f}% vs the first row; target <= +15%); "
+                             f"largest child RSS {res['maxrss_kb'] / 1024:.0f} MiB; load {la:.2f}"})
+    return rows
+
+
+def child_cli_send(n: int, processes: int, port: int, ca_file: Path, db: str, folder: Path,
+                   flag: bool = True) -> dict[str, Any]:
+    """A real `mailer campaign send ID --processes N` on an approved campaign, as a signed-in
+    account; CPU is this child's waited-for children (the CLI and the senders it starts)."""
+    import resource
+    import time
+
+    from bench.bench_send import _contacts_csv, _settings
+    from mailer import approvals, campaigns
+    from mailer.crypto import Keyring
+    from mailer.runtime import Runtime
+    from mailer.store import deliveries as dq
+    from mailer.store.contacts import import_contacts
+    from tests.helpers_accounts import token
+
+    settings = _settings(folder, port, ca_file, 4, tls="implicit", db=db)
+    keyring = Keyring.generate()
+    keyring.save(settings.keys.file)
+    rt = Runtime(settings, _keyring=keyring, initialising=True)
+    rt.migrate()
+    _contacts_csv(folder / "contacts.csv", n)
+    import_contacts(rt.engine, rt.keyring, rt.ledger, folder / "contacts.csv", dict(settings.fields.clinical))
+    c = campaigns.create(rt, name="bench", purpose="newsletter", template=_root() / "templates/newsletter",
+                         segment=_root() / "segments/newsletter.toml", author="marketer")
+    cid = c.id or 0
+    campaigns.submit(rt, cid, actor="marketer")
+    approvals.approve(rt, cid, reviewer="reviewer")
+    tok = token(rt, "sender")
+    config = folder / "mailer.toml"
+    _write_toml(settings, config)
+    args = [str(Path(sys.executable).with_name("mailer")), "--config", str(config), "campaign", "send", str(cid)]
+    if flag:
+        args += ["--processes", str(processes)]
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
+    started = time.perf_counter()
+    out = subprocess.run(args, capture_output=True, text=True, env={**os.environ, "MAILER_TOKEN": tok}, timeout=3600)
+    wall = time.perf_counter() - started
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    if out.returncode != 0:
+        raise SystemExit(f"campaign send exited {out.returncode}: {out.stdout[-400:]} {out.stderr[-400:]}")
+    sent = dq.counts(rt.engine, cid).get(dq.SENT, 0)
+    rt.dispose()
+    cpu = (after.ru_utime + after.ru_stime) - (before.ru_utime + before.ru_stime)
+    return {"n": n, "sent": sent, "wall": wall, "rate": sent / wall, "cpu_us": cpu / max(1, sent) * 1e6,
+            "maxrss_kb": after.ru_maxrss}
+
+
+def _toml(v: Any) -> str:
+    if isinstance(v, bool):
+        return "true" if v else "false"
+    if isinstance(v, dict):
+        return "{ " + ", ".join(f"{json.dumps(str(k))} = {_toml(x)}" for k, x in v.items() if x is not None) + " }"
+    if isinstance(v, list):
+        return "[" + ", ".join(_toml(x) for x in v) + "]"
+    return json.dumps(v)  # numbers, and strings in TOML's basic-string escapes
+
+
+def _write_toml(settings: Any, path: Path) -> None:
+    """The settings as a TOML file for the `mailer` subprocess (as tests/helpers_workflow does)."""
+    data = settings.model_dump(mode="json", exclude={"source"})
+    lines: list[str] = []
+    for section, values in data.items():
+        lines.append(f"[{section}]")
+        lines += [f"{k} = {_toml(v)}" for k, v in values.items() if v is not None]
+    path.write_text("\n".join(lines) + "\n")
 
 
 def main() -> None:
     import argparse
 
+    if sys.argv[1:2] == ["cli-send"]:  # a child of _processes_rows
+        cp = argparse.ArgumentParser()
+        for name in ("--n", "--processes", "--port"):
+            cp.add_argument(name, type=int, required=True)
+        cp.add_argument("--ca", type=Path, required=True)
+        cp.add_argument("--db", required=True)
+        cp.add_argument("--dir", type=Path, required=True)
+        cp.add_argument("--no-flag", action="store_true", help="plain `campaign send` (checks this driver)")
+        c = cp.parse_args(sys.argv[2:])
+        res = child_cli_send(c.n, c.processes, c.port, c.ca, c.db, c.dir, flag=not c.no_flag)
+        sys.stdout.write(json.dumps(res) + "\n")
+        return
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     add_arguments(ap)
     a = ap.parse_args()
