@@ -2,12 +2,15 @@
 
 Machines are noisy: compare ratios measured in the same run, not absolute numbers.
 `python -m bench NAME...` runs only those modules; `--quick` shrinks the sizes.
+`python -m bench csink --sizes 10000 --connections 4` is the C-sink send bench (issue 20)
+cut down to a few minutes; its options apply to that module only.
 """
 
 from __future__ import annotations
 
 import argparse
 import importlib
+import inspect
 import json
 import pkgutil
 import sys
@@ -25,7 +28,11 @@ def main() -> int:
     ap.add_argument("only", nargs="*", help="module names without bench_ (e.g. send ledger)")
     ap.add_argument("--quick", action="store_true", help="small sizes, for a smoke run")
     ap.add_argument("--json", type=Path, help="also write the rows to this file")
+    from bench import bench_csink
+
+    bench_csink.add_arguments(ap.add_argument_group("csink (C sink send bench, issue 20)"))
     args = ap.parse_args()
+    csink_opts = bench_csink.options_from(args)
     console = Console(width=140)
     names = sorted(m.name for m in pkgutil.iter_modules(bench.__path__) if m.name.startswith("bench_"))
     if args.only:
@@ -38,7 +45,10 @@ def main() -> int:
         module = importlib.import_module(f"bench.{name}")
         console.print(f"[bold]running {name}...[/]")
         t0 = time.perf_counter()
-        rows = module.run(quick=args.quick)
+        if "opts" in inspect.signature(module.run).parameters:
+            rows = module.run(quick=args.quick, opts=csink_opts)
+        else:
+            rows = module.run(quick=args.quick)
         console.print(f"  done in {time.perf_counter() - t0:.1f}s")
         for r in rows:
             table.add_row(name.removeprefix("bench_"), r["measure"], f"{r['value']:,.2f}" if isinstance(r["value"], float) else str(r["value"]),

@@ -22,6 +22,7 @@ import argparse
 import asyncio
 import json
 import os
+import signal
 import socket
 import subprocess
 import sys
@@ -41,17 +42,18 @@ def _free_port() -> int:
         return int(s.getsockname()[1])
 
 
-def _settings(folder: Path, port: int, ca_file: Path, k: int, **extra: Any) -> Any:
+def _settings(folder: Path, port: int, ca_file: Path, k: int, *, tls: str = "starttls", db: str = "",
+              **extra: Any) -> Any:
     from mailer.config import settings_from_mapping
 
     data: dict[str, Any] = {
-        "database": {"url": f"sqlite:///{folder / 'bench.db'}"},
+        "database": {"url": db or f"sqlite:///{folder / 'bench.db'}"},
         "keys": {"file": str(folder / "keys.json")},
         "center": {"name": "Riverside Imaging Center", "postal_address": "100 Main Street, Springfield, IL 62701",
                    "phone": "(217) 555-0100", "website": "https://riverside-imaging.example"},
         "sender": {"from_address": "news@riverside-imaging.example", "from_name": "Riverside Imaging",
                    "envelope_from": "bounces@riverside-imaging.example", "list_id": "news.riverside-imaging.example"},
-        "smtp": {"host": "localhost", "port": port, "tls": "starttls", "ca_file": str(ca_file), "connections": k,
+        "smtp": {"host": "localhost", "port": port, "tls": tls, "ca_file": str(ca_file), "connections": k,
                  "local_hostname": "bench.riverside-imaging.example", "operated_by_covered_entity": True},
         "unsubscribe": {"base_url": "https://riverside-imaging.example/u/"},
         "limits": {"claim_batch": 64},  # W, the in-flight window: at most 64 uncertain after a crash
@@ -78,8 +80,9 @@ def _root() -> Path:
 
 
 # -- children ---------------------------------------------------------------------------
-def child_bare(n: int, k: int, port: int, ca_file: Path) -> dict[str, Any]:
-    """N pre-built, personalized messages over K reused connections: the transport's ceiling."""
+def child_bare(n: int, k: int, port: int, ca_file: Path, tls: str = "starttls") -> dict[str, Any]:
+    """N pre-built, personalized messages over K reused connections: the transport's ceiling.
+    TLS as the pipeline's transport does it: STARTTLS or implicit, verified."""
     reset_peak()
     import aiosmtplib
 
@@ -102,7 +105,9 @@ def child_bare(n: int, k: int, port: int, ca_file: Path) -> dict[str, Any]:
     ctx = tls_context(ca_file)
 
     async def main() -> float:
-        clients = [aiosmtplib.SMTP(hostname="localhost", port=port, start_tls=True, tls_context=ctx,
+        implicit = tls == "implicit"
+        clients = [aiosmtplib.SMTP(hostname="localhost", port=port, start_tls=not implicit, use_tls=implicit,
+                                   tls_context=ctx,
                                    local_hostname="bench.example", timeout=30) for _ in range(k)]
         # Timed from before the connections open, as the pipeline's rate is (its pool opens
         # them as its senders start); opened concurrently, the fastest way for this loop.
@@ -125,14 +130,14 @@ def child_bare(n: int, k: int, port: int, ca_file: Path) -> dict[str, Any]:
 
 
 def child_pipeline(n: int, k: int, port: int, ca_file: Path, folder: Path, dkim: bool = False,
-                   verp: bool = False) -> dict[str, Any]:
+                   verp: bool = False, tls: str = "starttls", db: str = "") -> dict[str, Any]:
     reset_peak()
     from mailer import campaigns, sending
     from mailer.crypto import Keyring
     from mailer.runtime import Runtime
     from mailer.store.contacts import import_contacts
 
-    settings = _settings(folder, port, ca_file, k, dkim={"enabled": dkim, "domain": "riverside-imaging.example",
+    settings = _settings(folder, port, ca_file, k, tls=tls, db=db, dkim={"enabled": dkim, "domain": "riverside-imaging.example",
                                                           "selector": "mailer"},
                          bounces={"domain": "bounces.riverside-imaging.example" if verp else ""})
     keyring = Keyring.generate()
@@ -151,13 +156,28 @@ def child_pipeline(n: int, k: int, port: int, ca_file: Path, folder: Path, dkim:
     started = time.perf_counter()
     sending.prepare(rt, campaigns.get(rt, c.id or 0))  # freeze the audience: not part of the send rate
     freeze = time.perf_counter() - started
+    spy = _pyspy(os.environ.get("BENCH_PYSPY", ""))
     cpu0 = time.process_time()
     summary = asyncio.run(sending.send(rt, c.id or 0, preflight=lambda rt, campaign: None))
     cpu = time.process_time() - cpu0
+    if spy is not None:
+        spy.send_signal(signal.SIGINT)  # py-spy writes its profile on SIGINT
+        spy.wait(60)
     ok = rt.ledger.verify().ok
     rt.dispose()
     return {"n": n, "sent": summary.sent, "elapsed": summary.elapsed, "rate": summary.sent / summary.elapsed,
             "freeze": freeze, "ledger_ok": ok, "maxrss_kb": peak_kb(), "cpu_us": cpu / n * 1e6}
+
+
+def _pyspy(out: str) -> subprocess.Popen[bytes] | None:
+    """BENCH_PYSPY=FILE: a py-spy profile (speedscope JSON) of the send alone, not the set-up."""
+    if not out:
+        return None
+    spy = subprocess.Popen([str(Path(sys.executable).with_name("py-spy")), "record", "--pid", str(os.getpid()),
+                            "--rate", "250", "--format", "speedscope", "--output", out, "--nonblocking"],
+                           stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    time.sleep(1.5)  # let it attach
+    return spy
 
 
 def _cpu_seconds(pid: int) -> float:
@@ -253,11 +273,13 @@ def main() -> None:
     ap.add_argument("--dir", type=Path)
     ap.add_argument("--dkim", action="store_true")
     ap.add_argument("--verp", action="store_true", help="a per-message return-path token (issue 19)")
+    ap.add_argument("--tls", choices=["starttls", "implicit"], default="starttls")
+    ap.add_argument("--db", default="", help="database URL (default: a SQLite file in --dir)")
     a = ap.parse_args()
     if a.mode == "bare":
-        res = child_bare(a.n, a.k, a.port, a.ca)
+        res = child_bare(a.n, a.k, a.port, a.ca, tls=a.tls)
     else:
-        res = child_pipeline(a.n, a.k, a.port, a.ca, a.dir, dkim=a.dkim, verp=a.verp)
+        res = child_pipeline(a.n, a.k, a.port, a.ca, a.dir, dkim=a.dkim, verp=a.verp, tls=a.tls, db=a.db)
     sys.stdout.write(json.dumps(res) + "\n")
 
 

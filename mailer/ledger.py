@@ -22,7 +22,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, cast
 
-from sqlalchemy import Connection, Engine, Row, func, select, text
+from sqlalchemy import Connection, Engine, Row, func, select
 
 from mailer.crypto import Keyring
 from mailer.db import writing
@@ -226,7 +226,10 @@ class Ledger:
             return []
         self.appended = True
         if conn.dialect.name == "postgresql":
-            conn.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": _LOCK_ID})
+            # at driver level: queued with the read below in one round trip when the caller
+            # runs psycopg's pipeline mode (the send path's commit cycle); the read's snapshot
+            # is still taken after the lock is granted (READ COMMITTED, one per statement)
+            rawsql.executemany(conn, "SELECT pg_advisory_xact_lock(?)", [(_LOCK_ID,)])
         got = rawsql.fetch(conn, _LAST)
         last: Any = got[0] if got else None
         if last is None:  # empty table: continue from a purge anchor, if there is one

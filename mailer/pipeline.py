@@ -31,11 +31,13 @@ waits for it, so the same work took ~40% more CPU per message. Each slice is bou
 from __future__ import annotations
 
 import asyncio
+import functools
 import os
 import random
 import time
 from collections import deque
 from collections.abc import Callable, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
@@ -281,7 +283,8 @@ class Sender:
         return self._fast[1]
 
     def _operator_stopped(self, plan: SendPlan) -> str | None:
-        """An operator's `campaign pause` or `cancel` stops a run already sending."""
+        """An operator's `campaign pause` or `cancel` stops a run already sending (the watch
+        task asks between pages; the producer reads the status with each page)."""
         with self.engine.connect() as conn:
             got = rawsql.fetch(conn, "SELECT status FROM campaign WHERE id = ?", (plan.campaign_id,))
         status = got[0][0] if got else None
@@ -436,12 +439,13 @@ class Sender:
                         prod_wake.clear()
                         await prod_wake.wait()
                         continue
-                    halted = self._operator_stopped(plan)
-                    if halted:  # composed-but-unclaimed rows simply stay pending
-                        pause(f"campaign {halted} by an operator", ())
+                    # the operator's pause/cancel is polled with the page, in one query
+                    status, page = dq.send_page_with_status(self.engine, plan.campaign_id, plan.run, after=after,
+                                                            n=chunk, statuses=statuses, worker=owner)
+                    if status in ("paused", "cancelled"):  # composed-but-unclaimed rows simply stay pending
+                        pause(f"campaign {status} by an operator", ())
                         break
-                    ahead, known = self._ahead(dq.send_page(self.engine, plan.campaign_id, plan.run, after=after,
-                                                            n=chunk, statuses=statuses, worker=owner))
+                    ahead, known = self._ahead(page)
                     if not ahead:
                         # Our reserved rows are done: reserve the next free block (rows no live
                         # sender holds), so senders do not read and compose the same rows.
@@ -477,48 +481,64 @@ class Sender:
             db_wake.set()
 
         async def database() -> None:
-            """Records outcomes and claims the next rows, in one commit per turn."""
+            """Records outcomes and claims the next rows, in one commit per turn, all on one
+            held connection (no pool checkout or pre-ping per commit)."""
             try:
-                while True:
-                    finals = st["finals"]
-                    free = window - st["inflight"] + finals
-                    claims: list[_Item] = []
-                    if prepared and not stop.is_set() and (free >= chunk or (free > 0 and not st["producing"])):
-                        claims = [prepared.popleft() for _ in range(min(free, len(prepared)))]
-                        prod_wake.set()
-                    if not claims and not skips:
-                        if not outcomes:
-                            if not st["producing"] and (not prepared or stop.is_set()) and st["open"] <= 0:
-                                return
-                            db_wake.clear()
-                            await db_wake.wait()
-                            continue
-                        wait = opts.flush_seconds - (time.perf_counter() - st["first_outcome"])
-                        if finals < chunk and wait > 0 and (st["producing"] or prepared or st["open"] > 0):
-                            db_wake.clear()  # let a few more outcomes join this commit
-                            timer = loop.call_later(wait, db_wake.set)
-                            await db_wake.wait()
-                            timer.cancel()
-                            continue
-                    out, sk = outcomes[:], skips[:]
-                    outcomes.clear()
-                    skips.clear()
-                    st["finals"] = 0
-                    got = dq.commit_cycle(self.engine, self.ledger, outcomes=out, claims=[i.claimed for i in claims],
-                                          skips=sk, campaign_id=plan.campaign_id, statuses=statuses,
-                                          worker=owner)
-                    if sk and not skips:
-                        prod_wake.set()  # a producer waiting in `drained` may go on
-                    st["inflight"] += len(got) - finals
-                    for it in claims:
-                        if it.claimed.delivery_id in got:  # else another worker has it
-                            st["open"] += 1
-                            queue.put_nowait(it)
-                    report()
+                with dq.held_writer(self.engine) as held:
+                    try:
+                        await cycles(held)
+                    finally:  # a commit still running in the thread ends before its connection closes
+                        if db_thread is not None:
+                            db_thread.shutdown(wait=True)
             finally:
                 ended.set()
                 for _ in range(k):
                     queue.put_nowait(None)
+
+        # PostgreSQL: each commit waits on the server; in a thread of its own (the driver lets
+        # go of the GIL while it waits) the loop keeps the connections busy meanwhile. SQLite
+        # stays on the loop (the module docstring: a thread there costs more CPU than it saves).
+        db_thread = (ThreadPoolExecutor(1, thread_name_prefix="mailer-commit")
+                     if self.engine.dialect.name == "postgresql" else None)
+
+        async def cycles(held: Any) -> None:
+            while True:
+                finals = st["finals"]
+                free = window - st["inflight"] + finals
+                claims: list[_Item] = []
+                if prepared and not stop.is_set() and (free >= chunk or (free > 0 and not st["producing"])):
+                    claims = [prepared.popleft() for _ in range(min(free, len(prepared)))]
+                    prod_wake.set()
+                if not claims and not skips:
+                    if not outcomes:
+                        if not st["producing"] and (not prepared or stop.is_set()) and st["open"] <= 0:
+                            return
+                        db_wake.clear()
+                        await db_wake.wait()
+                        continue
+                    wait = opts.flush_seconds - (time.perf_counter() - st["first_outcome"])
+                    if finals < chunk and wait > 0 and (st["producing"] or prepared or st["open"] > 0):
+                        db_wake.clear()  # let a few more outcomes join this commit
+                        timer = loop.call_later(wait, db_wake.set)
+                        await db_wake.wait()
+                        timer.cancel()
+                        continue
+                out, sk = outcomes[:], skips[:]
+                outcomes.clear()
+                skips.clear()
+                st["finals"] = 0
+                cycle = functools.partial(dq.commit_cycle, self.engine, self.ledger, outcomes=out,
+                                          claims=[i.claimed for i in claims], skips=sk, campaign_id=plan.campaign_id,
+                                          statuses=statuses, worker=owner, conn=held)
+                got = await asyncio.wrap_future(db_thread.submit(cycle)) if db_thread is not None else cycle()
+                if sk and not skips:
+                    prod_wake.set()  # a producer waiting in `drained` may go on
+                st["inflight"] += len(got) - finals
+                for it in claims:
+                    if it.claimed.delivery_id in got:  # else another worker has it
+                        st["open"] += 1
+                        queue.put_nowait(it)
+                report()
 
         async def retry_later(it: _Item, delay: float) -> None:
             try:  # a pause cuts the wait short; the sender then releases the row

@@ -47,12 +47,23 @@ def _clinical_terms() -> re.Pattern[str] | None:
     return pattern if isinstance(pattern, re.Pattern) else None
 
 
+def _absent(needle: str, text: str, lowered: str) -> bool:
+    """NEEDLE cannot match TEXT case-insensitively: a cheap test that skips compiling a regex
+    per recipient value (most replies quote none). Only claimed for ASCII on both sides, where
+    `str.lower` and re.IGNORECASE agree; otherwise the regex decides."""
+    return needle.isascii() and text.isascii() and needle.lower() not in lowered
+
+
 def _remove_values(text: str, values: Iterable[str]) -> str:
+    lowered = text.lower()
     for v in sorted({v.strip() for v in values if v and len(v.strip()) >= 2}, key=len, reverse=True):
-        text = re.sub(re.escape(v), "<value>", text, flags=re.IGNORECASE)
+        if not _absent(v, text, lowered):
+            text = re.sub(re.escape(v), "<value>", text, flags=re.IGNORECASE)
+            lowered = text.lower()
         for part in v.split():  # "Ben Quinn" quoted as "Quinn, Ben"
-            if len(part) >= 3:
+            if len(part) >= 3 and not _absent(part, text, lowered):
                 text = re.sub(rf"\b{re.escape(part)}\b", "<value>", text, flags=re.IGNORECASE)
+                lowered = text.lower()
     return text
 
 
