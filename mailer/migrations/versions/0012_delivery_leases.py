@@ -1,7 +1,7 @@
 """sender leases and shared rate limits: several senders on one campaign (issue 20)
 
 Revision ID: 0012_delivery_leases
-Revises: 0010_web_sessions
+Revises: 0011_compliance
 Create Date: 2026-12-01 16:20:00
 """
 import sqlalchemy as sa
@@ -9,7 +9,7 @@ import sqlmodel
 from alembic import op
 
 revision = "0012_delivery_leases"
-down_revision = "0010_web_sessions"
+down_revision = "0011_compliance"
 branch_labels = None
 depends_on = None
 
