@@ -31,7 +31,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from bench.memory import peak_kb, reset_peak
+from bench.memory import peak_kb, reset_peak, rss_kb
 
 K = 4
 
@@ -130,7 +130,10 @@ def child_bare(n: int, k: int, port: int, ca_file: Path, tls: str = "starttls") 
 
 
 def child_pipeline(n: int, k: int, port: int, ca_file: Path, folder: Path, dkim: bool = False,
-                   verp: bool = False, tls: str = "starttls", db: str = "") -> dict[str, Any]:
+                   verp: bool = False, tls: str = "starttls", db: str = "", phase: str = "all") -> dict[str, Any]:
+    """PHASE "all": set up and send in this process. "setup": a fresh database with N contacts
+    and a frozen campaign, nothing sent. "send": send the campaign "setup" made, in a fresh
+    process, so the peak RSS is the send's own (not the import's, nor `ledger verify`'s)."""
     reset_peak()
     from mailer import campaigns, sending
     from mailer.crypto import Keyring
@@ -140,33 +143,46 @@ def child_pipeline(n: int, k: int, port: int, ca_file: Path, folder: Path, dkim:
     settings = _settings(folder, port, ca_file, k, tls=tls, db=db, dkim={"enabled": dkim, "domain": "riverside-imaging.example",
                                                           "selector": "mailer"},
                          bounces={"domain": "bounces.riverside-imaging.example" if verp else ""})
-    keyring = Keyring.generate()
-    if dkim:
-        from mailer.dkim import generate_key
+    freeze = 0.0
+    if phase == "send":
+        rt = Runtime(settings, _keyring=Keyring.load(settings.keys.file))
+        cid = int((folder / "campaign-id").read_text())
+    else:
+        keyring = Keyring.generate()
+        if dkim:
+            from mailer.dkim import generate_key
 
-        keyring.dkim_private_pem = generate_key("ed25519")
-    keyring.save(settings.keys.file)
-    rt = Runtime(settings, _keyring=keyring, initialising=True)  # a fresh bench database
-    rt.migrate()
-    csv_path = folder / "contacts.csv"
-    _contacts_csv(csv_path, n)
-    import_contacts(rt.engine, rt.keyring, rt.ledger, csv_path, dict(settings.fields.clinical))
-    c = campaigns.create(rt, name="bench", purpose="newsletter", template=_root() / "templates/newsletter",
-                         segment=_root() / "segments/newsletter.toml", author="bench")
-    started = time.perf_counter()
-    sending.prepare(rt, campaigns.get(rt, c.id or 0))  # freeze the audience: not part of the send rate
-    freeze = time.perf_counter() - started
+            keyring.dkim_private_pem = generate_key("ed25519")
+        keyring.save(settings.keys.file)
+        rt = Runtime(settings, _keyring=keyring, initialising=True)  # a fresh bench database
+        rt.migrate()
+        csv_path = folder / "contacts.csv"
+        _contacts_csv(csv_path, n)
+        import_contacts(rt.engine, rt.keyring, rt.ledger, csv_path, dict(settings.fields.clinical))
+        c = campaigns.create(rt, name="bench", purpose="newsletter", template=_root() / "templates/newsletter",
+                             segment=_root() / "segments/newsletter.toml", author="bench")
+        cid = c.id or 0
+        started = time.perf_counter()
+        sending.prepare(rt, campaigns.get(rt, cid))  # freeze the audience: not part of the send rate
+        freeze = time.perf_counter() - started
+        if phase == "setup":
+            (folder / "campaign-id").write_text(str(cid))
+            rt.dispose()
+            return {"n": n, "cid": cid, "freeze": freeze}
     spy = _pyspy(os.environ.get("BENCH_PYSPY", ""))
+    reset_peak()
+    rss0 = rss_kb() or 0
     cpu0 = time.process_time()
-    summary = asyncio.run(sending.send(rt, c.id or 0, preflight=lambda rt, campaign: None))
+    summary = asyncio.run(sending.send(rt, cid, preflight=lambda rt, campaign: None))
     cpu = time.process_time() - cpu0
+    peak = peak_kb()  # the send's: before `ledger verify` reads the chain
     if spy is not None:
         spy.send_signal(signal.SIGINT)  # py-spy writes its profile on SIGINT
         spy.wait(60)
     ok = rt.ledger.verify().ok
     rt.dispose()
     return {"n": n, "sent": summary.sent, "elapsed": summary.elapsed, "rate": summary.sent / summary.elapsed,
-            "freeze": freeze, "ledger_ok": ok, "maxrss_kb": peak_kb(), "cpu_us": cpu / n * 1e6}
+            "freeze": freeze, "ledger_ok": ok, "maxrss_kb": peak, "rss_before_kb": rss0, "cpu_us": cpu / n * 1e6}
 
 
 def _pyspy(out: str) -> subprocess.Popen[bytes] | None:
@@ -275,11 +291,14 @@ def main() -> None:
     ap.add_argument("--verp", action="store_true", help="a per-message return-path token (issue 19)")
     ap.add_argument("--tls", choices=["starttls", "implicit"], default="starttls")
     ap.add_argument("--db", default="", help="database URL (default: a SQLite file in --dir)")
+    ap.add_argument("--phase", choices=["all", "setup", "send"], default="all",
+                    help="pipeline: set up and send here, or only one of them (the send in a fresh process)")
     a = ap.parse_args()
     if a.mode == "bare":
         res = child_bare(a.n, a.k, a.port, a.ca, tls=a.tls)
     else:
-        res = child_pipeline(a.n, a.k, a.port, a.ca, a.dir, dkim=a.dkim, verp=a.verp, tls=a.tls, db=a.db)
+        res = child_pipeline(a.n, a.k, a.port, a.ca, a.dir, dkim=a.dkim, verp=a.verp, tls=a.tls, db=a.db,
+                             phase=a.phase)
     sys.stdout.write(json.dumps(res) + "\n")
 
 

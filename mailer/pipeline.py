@@ -25,7 +25,9 @@ rendering and composing a few rows at a time between the relay's replies, and on
 commit per batch of outcomes and claims. Threads for the database and the composer were
 tried and cost more: every sqlite call hands the GIL over and back, and the loop then
 waits for it, so the same work took ~40% more CPU per message. Each slice is bounded
-(PREPARE_SLICE rows, one commit of at most a chunk), so no reply waits long.
+(PREPARE_SLICE rows, one commit of at most a chunk), so no reply waits long. The one
+exception (issue 20): on PostgreSQL the commit cycle, a few round trips in pipeline mode,
+runs in one thread of its own, since there the loop would otherwise sit waiting on the server.
 """
 
 from __future__ import annotations
