@@ -195,8 +195,8 @@ def report_error(e: MailerError) -> None:
 
 #: The order `mailer --help` lists commands in: setup, data, content, campaigns, records, running.
 COMMAND_ORDER = ("init", "login", "logout", "whoami", "users", "contacts", "authorizations", "segment", "lint",
-                 "preview", "campaign", "bounces", "ledger", "keys", "dkim", "vendors", "migrate", "worker", "serve",
-                 "sink", "rules", "demo")
+                 "preview", "campaign", "bounces", "ledger", "training", "assets", "risk", "complaints", "review",
+                 "keys", "dkim", "vendors", "migrate", "worker", "serve", "sink", "rules", "demo")
 #: `mailer campaign --help`: the lifecycle first, then following and fixing a run.
 CAMPAIGN_ORDER = ("create", "submit", "review", "approve", "reject", "check", "send", "schedule", "list", "status",
                   "pause", "resume", "cancel", "resend", "retry-failed", "freeze")
