@@ -17,6 +17,7 @@ from typer.core import TyperGroup
 
 from mailer.config import load_settings
 from mailer.errors import ComplianceRefusal, ImportRejected, MailerError
+from mailer.private_files import write_private
 from mailer.redact import RedactingFilter
 from mailer.rules import pointer
 from mailer.runtime import Runtime
@@ -83,12 +84,7 @@ def _read_sessions() -> dict[str, str]:
 def _write_sessions(data: dict[str, str]) -> None:
     path = session_file()
     path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
-    tmp = path.with_suffix(".tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(fd, "w") as fh:
-        json.dump(data, fh)
-    os.chmod(tmp, 0o600)
-    os.replace(tmp, path)
+    write_private(path, json.dumps(data).encode())
 
 
 def save_session(rt: Runtime, token: str) -> Path:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+from pathlib import Path
 from typing import Annotated
 
 import typer
@@ -11,6 +13,7 @@ from mailer.accounts.permissions import Action
 from mailer.cli.common import new_app, out, print_json, runtime, signed_in
 from mailer.compliance import complaints
 from mailer.compliance.common import parse_day
+from mailer.private_files import write_private
 
 complaints_app = new_app("Complaints and privacy concerns: intake, status, resolution (CMP-1). "
                          "The text is stored encrypted; lists show ids, dates and categories only.")
@@ -63,10 +66,19 @@ def status(
 
 
 @complaints_app.command("show")
-def show(ctx: typer.Context, complaint_id: Annotated[int, typer.Argument(help="Complaint id.")]) -> None:
-    """One complaint with its text and resolution (JSON, for the reviewer; the view is recorded)."""
+def show(
+    ctx: typer.Context,
+    complaint_id: Annotated[int, typer.Argument(help="Complaint id.")],
+    out_file: Annotated[Path, typer.Option("--out", help="JSON file for the complaint with its text and "
+                                                         "resolution (created 0600; it may hold PHI).")],
+) -> None:
+    """One complaint with its text and resolution, written to a private file for the reviewer
+    (never to the terminal, whose scrollback and logs are not private); the view is recorded."""
     p = signed_in(ctx, Action.COMPLAINTS_RESOLVE)
-    print_json(complaints.show(runtime(ctx), p, complaint_id))
+    d = complaints.show(runtime(ctx), p, complaint_id)
+    write_private(out_file, (json.dumps(d, indent=2, ensure_ascii=False) + "\n").encode())
+    out.print(f"complaint {complaint_id}: written to {out_file} (0600); the view is recorded in the ledger",
+              markup=False)
 
 
 @complaints_app.command("list")

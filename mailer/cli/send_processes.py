@@ -19,6 +19,7 @@ from typing import Any
 
 from mailer.pipeline import Summary
 from mailer.send_fanout import auto_processes, rows_left
+from mailer.send_fanout import merge as add
 
 __all__ = ["auto_processes", "child_command", "merge", "rows_left", "run_children"]
 
@@ -69,25 +70,23 @@ def run_children(campaign_id: int, n: int, config: Path | None,
     return reports, [p.returncode for p in procs]
 
 
+def from_report(campaign_id: int, run: int, r: dict[str, Any]) -> Summary:
+    """A child's `--format json` report back as the Summary it printed."""
+    t = r.get("this_run") or {}
+    paused = r.get("paused") or {}
+    return Summary(campaign_id, run, sent=int(t.get("sent", 0)), failed=int(t.get("failed", 0)),
+                   uncertain=int(t.get("uncertain", 0)), released=int(t.get("not_attempted", 0)),
+                   deferred=int(t.get("retried_attempts", 0)), bounced=int(t.get("bounced", 0)),
+                   elapsed=float(t.get("elapsed_seconds", 0.0)),
+                   skipped={k: int(v) for k, v in (t.get("skipped") or {}).items()},
+                   failures={k: int(v) for k, v in (r.get("failure_reasons") or {}).items()},
+                   paused=paused.get("reason", ""), paused_rules=tuple(paused.get("rules", ())),
+                   interrupted=r.get("interrupted") or "")
+
+
 def merge(campaign_id: int, run: int, reports: list[dict[str, Any]]) -> Summary:
-    """One summary for the run: counts and failure reasons added up, the first pause kept."""
+    """One summary for the run: the children's reports added up (send_fanout.merge)."""
     s = Summary(campaign_id, run)
     for r in reports:
-        t = r.get("this_run") or {}
-        s.sent += int(t.get("sent", 0))
-        s.failed += int(t.get("failed", 0))
-        s.uncertain += int(t.get("uncertain", 0))
-        s.released += int(t.get("not_attempted", 0))
-        s.deferred += int(t.get("retried_attempts", 0))
-        s.bounced += int(t.get("bounced", 0))
-        s.elapsed = max(s.elapsed, float(t.get("elapsed_seconds", 0.0)))
-        for k, v in (t.get("skipped") or {}).items():
-            s.skipped[k] = s.skipped.get(k, 0) + int(v)
-        for k, v in (r.get("failure_reasons") or {}).items():
-            s.failures[k] = s.failures.get(k, 0) + int(v)
-        if r.get("paused") and not s.paused:
-            s.paused, s.paused_rules = r["paused"]["reason"], tuple(r["paused"]["rules"])
-        if r.get("interrupted") and not s.interrupted:
-            s.interrupted = r["interrupted"]
+        add(s, from_report(campaign_id, run, r))
     return s
-

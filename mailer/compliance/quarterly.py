@@ -29,6 +29,7 @@ from mailer.db import writing
 from mailer.errors import InputError
 from mailer.ledger import COMPLIANCE
 from mailer.models import Campaign, utcnow
+from mailer.private_files import write_private
 from mailer.runtime import Runtime
 
 RULE = "QRV-1"
@@ -223,9 +224,9 @@ def produce(rt: Runtime, by: Principal | None, quarter: str, folder: Path) -> tu
     folder.mkdir(parents=True, exist_ok=True)
     paths = _paths(folder, data["quarter"])
     raw = data_bytes(data)
-    paths["json"].write_bytes(raw)
-    paths["html"].write_text(to_html(data), encoding="utf-8")
-    paths["pdf"].write_bytes(to_pdf(data))
+    write_private(paths["json"], raw)  # ids and counts of complaints and access: private
+    write_private(paths["html"], to_html(data).encode())
+    write_private(paths["pdf"], to_pdf(data))
     sha = hashlib.sha256(raw).hexdigest()
     with writing(rt.engine) as conn:
         record_event(rt, conn, by, "review-produced", rules=(RULE,),
@@ -252,9 +253,9 @@ def sign(rt: Runtime, by: Principal | None, quarter: str, folder: Path, *, note:
         seqs = rt.ledger.append_in(conn, [_signed_event(by, name, sha, note)])
     signoff = {"quarter": name, "reviewer": by.name, "at": iso(at), "seq": seqs[0], "report_sha256": sha,
                "note": note.strip()[:500]}
-    paths["html"].write_text(to_html(data, signoff), encoding="utf-8")
-    paths["pdf"].write_bytes(to_pdf(data, signoff))
-    (folder / f"quarterly-review-{name}.signoff.json").write_text(json.dumps(signoff, indent=2) + "\n")
+    write_private(paths["html"], to_html(data, signoff).encode())
+    write_private(paths["pdf"], to_pdf(data, signoff))
+    write_private(folder / f"quarterly-review-{name}.signoff.json", (json.dumps(signoff, indent=2) + "\n").encode())
     return signoff
 
 

@@ -74,3 +74,19 @@ def test_cli_record_and_list_json(cli: Any, ctr: Any) -> None:
     assert cli("complaints", "record", "--received", "2026-11-20", "--channel", "fax", "--category", "privacy",
                "--text", "t", as_="marketer").exit_code == 2
     assert cli("complaints", "status", str(rows[0]["id"]), "resolved", "--resolution", "unsubscribed").exit_code == 0
+
+
+def test_show_writes_the_text_to_a_private_file_never_to_the_terminal(ctr: Any, who: Any, cli: Any,
+                                                                       tmp_path: Any) -> None:
+    import stat
+
+    c = complaints.record(ctr, who.marketer, received=dt.datetime(2026, 11, 3), channel="phone", category="privacy",
+                          text=SAID)
+    target = tmp_path / "out" / "complaint.json"
+    r = cli("complaints", "show", str(c.id), "--out", str(target))  # as the reviewer "compliance"
+    assert r.exit_code == 0, r.output
+    assert "osteoporosis" not in r.output and str(target) in r.output
+    assert json.loads(target.read_text())["text"] == SAID
+    assert stat.S_IMODE(target.stat().st_mode) == 0o600
+    assert cli("complaints", "show", str(c.id)).exit_code == 2  # --out is required
+    assert any(e.outcome == "complaint-viewed" for e in ctr.ledger.rows())
